@@ -1,0 +1,363 @@
+//! 2-D convolution over NHWC activations with a zero border, as a GEMM whose A operand is the
+//! implicit im2col of the input: output pixels are GEMM rows, `(ky, kx, cin)` is K, output channels
+//! are N. The weights are packed once; bias, activation and residual are fused into the epilogue.
+//!
+//! Every output value is accumulated over K in the same order whatever the image size, tile
+//! position or thread count, so tiled and untiled runs agree bit for bit.
+
+use super::gemm::{pad_channels, run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr};
+use crate::cpu::CpuLevel;
+use crate::tensor::{AlignedVec, Layout, Tensor};
+use rayon::prelude::*;
+
+/// Hyper-parameters of a convolution (square stride and symmetric padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvSpec {
+    pub cin: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvSpec {
+    /// A `k x k` stride-1 convolution with "same" padding.
+    pub fn same(cin: usize, cout: usize, k: usize) -> Self {
+        ConvSpec { cin, cout, kh: k, kw: k, stride: 1, pad: k / 2 }
+    }
+
+    /// Output size for an `h x w` input, `None` if the kernel does not fit.
+    pub fn out_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let hp = h + 2 * self.pad;
+        let wp = w + 2 * self.pad;
+        if hp < self.kh || wp < self.kw || self.stride == 0 {
+            return None;
+        }
+        Some(((hp - self.kh) / self.stride + 1, (wp - self.kw) / self.stride + 1))
+    }
+
+    pub fn k(&self) -> usize {
+        self.kh * self.kw * self.cin
+    }
+
+    /// Multiply-accumulates for an output of `oh x ow`.
+    pub fn macs(&self, oh: usize, ow: usize) -> u64 {
+        (oh * ow) as u64 * self.k() as u64 * self.cout as u64
+    }
+}
+
+/// A convolution prepared for one CPU level: packed weights and padded per-channel vectors.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    spec: ConvSpec,
+    level: CpuLevel,
+    act: Activation,
+    b: PackedB,
+    bias: Option<AlignedVec>,
+    prelu: Option<AlignedVec>,
+}
+
+impl Conv2d {
+    /// `weight` is OIHW (PyTorch order), `bias` has `cout` entries, `prelu` has `cout` slopes and
+    /// is required exactly when `act` is [`Activation::PRelu`].
+    pub fn new(
+        level: CpuLevel,
+        spec: ConvSpec,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        act: Activation,
+        prelu: Option<&[f32]>,
+    ) -> Self {
+        let ConvSpec { cin, cout, kh, kw, .. } = spec;
+        assert_eq!(weight.len(), cout * cin * kh * kw, "weight size");
+        let b = PackedB::pack(level, spec.k(), cout, |k, o| {
+            // K is ordered (ky, kx, ci) to match the NHWC neighbourhood.
+            let ci = k % cin;
+            let kx = (k / cin) % kw;
+            let ky = k / (cin * kw);
+            weight[((o * cin + ci) * kh + ky) * kw + kx]
+        });
+        let bias = bias.map(|v| {
+            assert_eq!(v.len(), cout);
+            pad_channels(v, &b)
+        });
+        assert_eq!(act == Activation::PRelu, prelu.is_some(), "PReLU slopes iff PReLU activation");
+        let prelu = prelu.map(|v| {
+            assert_eq!(v.len(), cout);
+            pad_channels(v, &b)
+        });
+        Conv2d { spec, level, act, b, bias, prelu }
+    }
+
+    pub fn spec(&self) -> &ConvSpec {
+        &self.spec
+    }
+
+    pub fn level(&self) -> CpuLevel {
+        self.level
+    }
+
+    /// Bytes of packed weights.
+    pub fn bytes(&self) -> usize {
+        self.b.bytes()
+    }
+
+    /// K layout of the implicit im2col for an input of layout `xl`.
+    fn k_layout(&self, xl: &Layout) -> KLayout {
+        let s = &self.spec;
+        let rs = xl.row_stride() as isize;
+        let cs = xl.cs as isize;
+        if xl.cs == s.cin {
+            // Taps of one kernel row are contiguous: one segment per kernel row.
+            KLayout { seg_offsets: (0..s.kh).map(|ky| ky as isize * rs).collect(), seg_len: s.kw * s.cin }
+        } else {
+            let offs = (0..s.kh).flat_map(|ky| (0..s.kw).map(move |kx| ky as isize * rs + kx as isize * cs));
+            KLayout { seg_offsets: offs.collect(), seg_len: s.cin }
+        }
+    }
+
+    /// Run over raw buffers. `res`, when given, is added as `res + scale·y` and may alias `y`
+    /// (same layout), but `x` must not overlap `y`.
+    ///
+    /// # Safety
+    /// `x` must be valid for `xl.len()` reads, `y` for `yl.len()` writes (at the given channel
+    /// offset: the pointers address channel 0 of the view), `res` likewise for reads; `xl.pad` must
+    /// be at least the convolution's padding, `xl.c == cin`, `yl.c == cout`, and `yl.h x yl.w` must
+    /// be the output size.
+    pub(crate) unsafe fn run_raw(
+        &self,
+        x: *const f32,
+        xl: &Layout,
+        y: *mut f32,
+        yl: &Layout,
+        res: Option<(*const f32, &Layout, f32)>,
+    ) {
+        let s = &self.spec;
+        assert!(xl.pad >= s.pad, "input border {} smaller than conv padding {}", xl.pad, s.pad);
+        assert_eq!(xl.c, s.cin);
+        assert_eq!(yl.c, s.cout);
+        assert_eq!(s.out_size(xl.h, xl.w), Some((yl.h, yl.w)), "output size");
+        if let Some((_, rl, _)) = res {
+            assert_eq!((rl.h, rl.w), (yl.h, yl.w));
+            assert!(rl.c >= s.cout);
+        }
+        let kl = self.k_layout(xl);
+        let ep = Epilogue {
+            bias: self.bias.as_ref().map(|b| b.as_slice()),
+            act: self.act,
+            prelu: self.prelu.as_ref().map(|p| p.as_slice()),
+            res_scale: res.map_or(1.0, |r| r.2),
+        };
+        let ops = Ops::new(&self.b, &kl, &ep);
+        let stride = s.stride as isize;
+        let pad = s.pad as isize;
+        let (xp, yp) = (SendPtr(x as *mut f32), SendPtr(y));
+        let rp = SendPtr(res.map_or(std::ptr::null(), |r| r.0) as *mut f32);
+        let rl = res.map(|r| *r.1);
+        let level = self.level;
+        let panels = self.b.panels();
+        (0..yl.h).into_par_iter().for_each(|oy| {
+            let (xp, yp, rp) = (xp, yp, rp);
+            let oy = oy as isize;
+            let line = Line {
+                m: yl.w,
+                a: xp.0.offset(xl.offset(oy * stride - pad, -pad)),
+                a_rs: stride * xl.cs as isize,
+                c: yp.0.offset(yl.offset(oy, 0)),
+                c_rs: yl.cs as isize,
+                res: match rl {
+                    Some(rl) => rp.0.offset(rl.offset(oy, 0)),
+                    None => std::ptr::null(),
+                },
+                res_rs: rl.map_or(0, |rl| rl.cs as isize),
+            };
+            run_line(level, &line, &ops, 0..panels);
+        });
+    }
+
+    /// Safe wrapper over owned tensors: allocates the output with border `out_pad`.
+    pub fn forward(&self, x: &Tensor, out_pad: usize) -> Tensor {
+        let (oh, ow) = self.spec.out_size(x.layout.h, x.layout.w).expect("kernel larger than input");
+        let mut y = Tensor::zeros(oh, ow, self.spec.cout, out_pad);
+        let yl = y.layout;
+        // SAFETY: both tensors own buffers of exactly their layouts' lengths; `run_raw` checks the
+        // geometric preconditions.
+        unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, None) };
+        y
+    }
+
+    /// `res + scale·conv(x)`, written into a new tensor.
+    pub fn forward_residual(&self, x: &Tensor, res: &Tensor, scale: f32) -> Tensor {
+        let (oh, ow) = self.spec.out_size(x.layout.h, x.layout.w).expect("kernel larger than input");
+        let mut y = Tensor::zeros(oh, ow, self.spec.cout, res.layout.pad);
+        let yl = y.layout;
+        // SAFETY: as in `forward`; `res` is a distinct tensor with the output's geometry.
+        unsafe {
+            self.run_raw(
+                x.data.as_ptr(),
+                &x.layout,
+                y.data.as_mut_ptr(),
+                &yl,
+                Some((res.data.as_ptr(), &res.layout, scale)),
+            )
+        };
+        y
+    }
+}
+
+/// Scalar reference over dense HWC data (f64 accumulation): the oracle for [`Conv2d`].
+pub fn reference(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    spec: &ConvSpec,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (oh, ow) = spec.out_size(h, w).expect("kernel larger than input");
+    let ConvSpec { cin, cout, kh, kw, stride, pad } = *spec;
+    let mut y = vec![0.0f32; oh * ow * cout];
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for o in 0..cout {
+                let mut acc = bias.map_or(0.0, |b| b[o] as f64);
+                for ky in 0..kh {
+                    let iy = (oy * stride + ky) as isize - pad as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ix = (ox * stride + kx) as isize - pad as isize;
+                        if ix < 0 || ix >= w as isize {
+                            continue;
+                        }
+                        let xo = (iy as usize * w + ix as usize) * cin;
+                        for ci in 0..cin {
+                            acc += x[xo + ci] as f64 * weight[((o * cin + ci) * kh + ky) * kw + kx] as f64;
+                        }
+                    }
+                }
+                y[(oy * ow + ox) * cout + o] = acc as f32;
+            }
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_add(0x9E3779B97F4A7C15);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn check(spec: ConvSpec, h: usize, w: usize, in_pad: usize) {
+        let x = rand_vec(h * w * spec.cin, 11);
+        let wt = rand_vec(spec.cout * spec.k(), 12);
+        let bias = rand_vec(spec.cout, 13);
+        let want = reference(&x, h, w, &spec, &wt, Some(&bias));
+        let xt = Tensor::from_hwc(h, w, spec.cin, in_pad, &x);
+        for level in CpuLevel::supported() {
+            let conv = Conv2d::new(level, spec, &wt, Some(&bias), Activation::None, None);
+            let y = conv.forward(&xt, 1).to_hwc();
+            let tol = 2e-5 * (spec.k() as f32).sqrt();
+            for (i, (g, w)) in y.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= tol, "{level} {spec:?} {h}x{w}: [{i}] {g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_and_sizes() {
+        for (h, w) in [(1, 1), (1, 7), (5, 1), (3, 13), (9, 17), (12, 25)] {
+            check(ConvSpec::same(3, 64, 3), h, w, 1);
+            check(ConvSpec::same(16, 48, 3), h, w, 2);
+            check(ConvSpec::same(7, 3, 3), h, w, 1);
+            check(ConvSpec::same(8, 24, 1), h, w, 0);
+            check(ConvSpec::same(5, 33, 5), h, w, 2);
+        }
+    }
+
+    #[test]
+    fn strided_and_valid() {
+        let s2 = ConvSpec { cin: 6, cout: 20, kh: 3, kw: 3, stride: 2, pad: 1 };
+        let valid = ConvSpec { cin: 4, cout: 9, kh: 3, kw: 3, stride: 1, pad: 0 };
+        let down = ConvSpec { cin: 8, cout: 16, kh: 2, kw: 2, stride: 2, pad: 0 };
+        for (h, w) in [(1, 1), (4, 4), (7, 9), (16, 11)] {
+            check(s2, h, w, 1);
+            if h >= 3 && w >= 3 {
+                check(valid, h, w, 0);
+            }
+            if h >= 2 && w >= 2 {
+                check(down, h, w, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn channel_slice_views() {
+        // Read the first 5 of 12 channels and write into channels 3..11 of a 16-channel buffer.
+        let (h, w) = (6, 7);
+        let spec = ConvSpec::same(5, 8, 3);
+        let x = rand_vec(h * w * 12, 21);
+        let wt = rand_vec(spec.cout * spec.k(), 22);
+        let xt = Tensor::from_hwc(h, w, 12, 1, &x);
+        let x5: Vec<f32> = x.chunks(12).flat_map(|p| p[..5].to_vec()).collect();
+        let want = reference(&x5, h, w, &spec, &wt, None);
+        for level in CpuLevel::supported() {
+            let conv = Conv2d::new(level, spec, &wt, None, Activation::None, None);
+            let mut yt = Tensor::zeros(h, w, 16, 1);
+            yt.data.as_mut_slice().fill(-9.0);
+            let xl = Layout { c: 5, ..xt.layout };
+            let yl = Layout { c: 8, ..yt.layout };
+            // SAFETY: views inside owned buffers; channel offset 3 + 8 <= 16.
+            unsafe { conv.run_raw(xt.data.as_ptr(), &xl, yt.data.as_mut_ptr().add(3), &yl, None) };
+            for y in 0..h {
+                for x in 0..w {
+                    for c in 0..16 {
+                        let v = yt.at(y, x, c);
+                        if (3..11).contains(&c) {
+                            let r = want[(y * w + x) * 8 + c - 3];
+                            assert!((v - r).abs() < 1e-4, "{level}: {v} vs {r}");
+                        } else {
+                            assert_eq!(v, -9.0, "{level}: channel {c} outside the view was written");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_residual() {
+        let (h, w) = (5, 9);
+        let spec = ConvSpec::same(16, 16, 3);
+        let x = rand_vec(h * w * 16, 31);
+        let r = rand_vec(h * w * 16, 32);
+        let wt = rand_vec(spec.cout * spec.k(), 33);
+        let conv_out = reference(&x, h, w, &spec, &wt, None);
+        for level in CpuLevel::supported() {
+            let conv = Conv2d::new(level, spec, &wt, None, Activation::None, None);
+            let xt = Tensor::from_hwc(h, w, 16, 1, &x);
+            let mut rt = Tensor::from_hwc(h, w, 16, 1, &r);
+            let l = rt.layout;
+            let p = rt.data.as_mut_ptr();
+            // SAFETY: output aliases the residual with the same layout, which run_raw allows.
+            unsafe { conv.run_raw(xt.data.as_ptr(), &xt.layout, p, &l, Some((p, &l, 0.1))) };
+            for (i, (g, (c, r0))) in rt.to_hwc().iter().zip(conv_out.iter().zip(&r)).enumerate() {
+                let want = r0 + 0.1 * c;
+                assert!((g - want).abs() < 1e-5, "{level} [{i}]: {g} vs {want}");
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+use super::*;
+use proptest::prelude::*;
+
+/// Which kernel to run: a real CPU level, or the AVX-512 blocking on emulated 16-lane vectors.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Level(CpuLevel),
+    Emu512,
+}
+
+fn kinds() -> Vec<Kind> {
+    let mut v: Vec<Kind> = CpuLevel::supported().into_iter().map(Kind::Level).collect();
+    for l in [CpuLevel::Avx2, CpuLevel::Avx512, CpuLevel::Neon] {
+        if !l.is_supported() {
+            eprintln!("note: {l} kernels not tested: this CPU lacks {l}");
+        }
+    }
+    v.push(Kind::Emu512);
+    v
+}
+
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    act: Activation,
+    bias: bool,
+    residual: Option<f32>,
+}
+
+/// Reference: act(A·B + bias), then res + scale·y.
+fn reference(case: &Case, a: &[f32], b: &[f32], bias: &[f32], slopes: &[f32], res: &[f32]) -> Vec<f32> {
+    let (m, n, k) = (case.m, case.n, case.k);
+    let mut c = vec![0.0; m * n];
+    reference::sgemm(m, n, k, a, k, b, n, &mut c, n);
+    for i in 0..m {
+        for j in 0..n {
+            let mut v = c[i * n + j] as f64;
+            if case.bias {
+                v += bias[j] as f64;
+            }
+            v = match case.act {
+                Activation::None => v,
+                Activation::Relu => v.max(0.0),
+                Activation::LeakyRelu(s) => {
+                    if v > 0.0 {
+                        v
+                    } else {
+                        v * s as f64
+                    }
+                }
+                Activation::PRelu => {
+                    if v > 0.0 {
+                        v
+                    } else {
+                        v * slopes[j] as f64
+                    }
+                }
+            };
+            if let Some(s) = case.residual {
+                v = res[i * n + j] as f64 + s as f64 * v;
+            }
+            c[i * n + j] = v as f32;
+        }
+    }
+    c
+}
+
+fn run(kind: Kind, case: &Case, a: &[f32], b: &[f32], bias: &[f32], slopes: &[f32], res: &[f32]) -> Vec<f32> {
+    let (m, n, k) = (case.m, case.n, case.k);
+    let shape = match kind {
+        Kind::Level(l) => Shape::of(l),
+        Kind::Emu512 => Shape::of(CpuLevel::Avx512),
+    };
+    let packed = PackedB::pack_shape(shape, k, n, |kk, nn| b[kk * n + nn]);
+    let biasp = pad_channels(bias, &packed);
+    let slopesp = pad_channels(slopes, &packed);
+    let ep = Epilogue {
+        bias: case.bias.then_some(biasp.as_slice()),
+        act: case.act,
+        prelu: Some(slopesp.as_slice()),
+        res_scale: case.residual.unwrap_or(1.0),
+    };
+    // A guard column past n detects stores outside the valid columns.
+    let ldc = n + 3;
+    let mut c = vec![f32::NAN; m * ldc];
+    let resv: Vec<f32> =
+        (0..m).flat_map(|i| res[i * n..(i + 1) * n].iter().copied().chain([7.0; 3])).collect();
+    let kl = KLayout::dense(k);
+    let ops = Ops::new(&packed, &kl, &ep);
+    let line = Line {
+        m,
+        a: a.as_ptr(),
+        a_rs: k as isize,
+        c: c.as_mut_ptr(),
+        c_rs: ldc as isize,
+        res: if case.residual.is_some() { resv.as_ptr() } else { std::ptr::null() },
+        res_rs: ldc as isize,
+    };
+    // SAFETY: buffers sized for m x k, m x ldc; the level is supported (from kinds()).
+    unsafe {
+        match kind {
+            Kind::Level(l) => run_line(l, &line, &ops, 0..packed.panels()),
+            #[cfg(target_arch = "x86_64")]
+            Kind::Emu512 => avx512::line_emulated(&line, &ops, 0..packed.panels()),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kind::Emu512 => return reference(case, a, b, bias, slopes, res),
+        }
+    }
+    for i in 0..m {
+        for j in n..ldc {
+            assert!(c[i * ldc + j].is_nan(), "{kind:?} wrote past column n at row {i}");
+        }
+    }
+    (0..m).flat_map(|i| c[i * ldc..i * ldc + n].to_vec()).collect()
+}
+
+fn check(case: Case) {
+    let (m, n, k) = (case.m, case.n, case.k);
+    let a = rand_vec(m * k, 1);
+    let b = rand_vec(k * n, 2);
+    let bias = rand_vec(n, 3);
+    let slopes = rand_vec(n, 4);
+    let res = rand_vec(m * n, 5);
+    let want = reference(&case, &a, &b, &bias, &slopes, &res);
+    let tol = 1e-5 * (k as f32).sqrt().max(1.0) * 4.0;
+    for kind in kinds() {
+        let got = run(kind, &case, &a, &b, &bias, &slopes, &res);
+        for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol,
+                "{kind:?} m={m} n={n} k={k} act={:?}: at ({}, {}) got {g}, want {w}",
+                case.act,
+                idx / n,
+                idx % n
+            );
+        }
+    }
+}
+
+#[test]
+fn shapes_hit_every_tail() {
+    for m in [1, 2, 5, 6, 7, 11, 12, 13, 23, 24, 25, 37] {
+        for n in [1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 64] {
+            check(Case { m, n, k: 9, act: Activation::None, bias: false, residual: None });
+        }
+    }
+}
+
+#[test]
+fn epilogues() {
+    for act in [Activation::None, Activation::Relu, Activation::LeakyRelu(0.2), Activation::PRelu] {
+        for residual in [None, Some(1.0), Some(0.1)] {
+            check(Case { m: 29, n: 40, k: 27, act, bias: true, residual });
+        }
+    }
+}
+
+#[test]
+fn large_k() {
+    check(Case { m: 50, n: 64, k: 576, act: Activation::Relu, bias: true, residual: Some(0.2) });
+}
+
+#[test]
+fn public_sgemm_matches_reference() {
+    for level in CpuLevel::supported() {
+        let (m, n, k) = (70, 33, 45);
+        let a = rand_vec(m * k, 9);
+        let b = rand_vec(k * n, 8);
+        let mut want = vec![0.0; m * n];
+        reference::sgemm(m, n, k, &a, k, &b, n, &mut want, n);
+        let mut got = vec![0.0; m * n];
+        sgemm(level, m, n, k, &a, k, &b, n, &mut got, n);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-4, "{level}: {g} vs {w}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+    #[test]
+    fn random_shapes(m in 1usize..40, n in 1usize..70, k in 1usize..40, act in 0usize..4, bias: bool, res in 0usize..3) {
+        let act = [Activation::None, Activation::Relu, Activation::LeakyRelu(0.1), Activation::PRelu][act];
+        let residual = [None, Some(1.0), Some(0.5)][res];
+        check(Case { m, n, k, act, bias, residual });
+    }
+}

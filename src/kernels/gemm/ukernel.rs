@@ -1,0 +1,185 @@
+//! The microkernel and line driver, written once against [`Simd`] and instantiated per level in
+//! `avx2.rs`, `avx512.rs` and `portable.rs` inside their `#[target_feature]` shims.
+
+use super::Activation;
+#[allow(unused_imports)] // used by the macros' expansion sites
+use super::{Line, Ops};
+use crate::kernels::simd::Simd;
+
+/// Per-tile output description for the epilogue.
+#[derive(Clone, Copy)]
+pub(crate) struct Out {
+    pub c: *mut f32,
+    pub c_rs: isize,
+    pub res: *const f32,
+    pub res_rs: isize,
+    /// Valid columns of this tile (`1..=NV·LANES`).
+    pub cols: usize,
+    pub bias: *const f32,
+    pub prelu: *const f32,
+    pub act: Activation,
+    pub res_scale: f32,
+}
+
+/// MR x (NV·LANES) tile: accumulate over all K segments, then run the epilogue and store.
+///
+/// # Safety
+/// See [`super::run_line`]; additionally `b` points at this panel's packed data, whose row width is
+/// `NV·LANES`.
+#[inline(always)]
+pub(crate) unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
+    s: S,
+    a: *const f32,
+    a_rs: isize,
+    segs: &[isize],
+    seg_len: usize,
+    b: *const f32,
+    o: &Out,
+) {
+    let mut acc = [[s.zero(); NV]; MR];
+    let mut rows = [a; MR];
+    for (i, r) in rows.iter_mut().enumerate() {
+        *r = a.offset(i as isize * a_rs);
+    }
+    let mut bp = b;
+    for &off in segs {
+        let mut ap = rows;
+        for r in ap.iter_mut() {
+            *r = r.offset(off);
+        }
+        for _ in 0..seg_len {
+            let mut bv = [s.zero(); NV];
+            for (j, v) in bv.iter_mut().enumerate() {
+                *v = s.load(bp.add(j * S::LANES));
+            }
+            bp = bp.add(NV * S::LANES);
+            for i in 0..MR {
+                let av = s.splat(*ap[i]);
+                ap[i] = ap[i].add(1);
+                for j in 0..NV {
+                    acc[i][j] = s.fma(av, bv[j], acc[i][j]);
+                }
+            }
+        }
+    }
+    // Spill the tile to a stack buffer with constant indices only: if the epilogue below indexed
+    // `acc` itself, LLVM would keep `acc` in memory and store it on every K step.
+    let mut tile = [[s.zero(); NV]; MR];
+    for i in 0..MR {
+        for j in 0..NV {
+            tile[i][j] = acc[i][j];
+        }
+    }
+    epilogue::<S, MR, NV>(s, &tile, o);
+}
+
+#[inline(always)]
+unsafe fn epilogue<S: Simd, const MR: usize, const NV: usize>(s: S, acc: &[[S::V; NV]; MR], o: &Out) {
+    let l = S::LANES;
+    let zero = s.zero();
+    let scale = s.splat(o.res_scale);
+    let leaky = match o.act {
+        Activation::LeakyRelu(a) => s.splat(a),
+        _ => zero,
+    };
+    for (i, row) in acc.iter().enumerate() {
+        let c = o.c.offset(i as isize * o.c_rs);
+        let res = if o.res.is_null() { o.res } else { o.res.offset(i as isize * o.res_rs) };
+        for (j, &v0) in row.iter().enumerate() {
+            let cols = o.cols.saturating_sub(j * l);
+            if cols == 0 {
+                break;
+            }
+            let mut v = v0;
+            if !o.bias.is_null() {
+                v = s.add(v, s.load(o.bias.add(j * l)));
+            }
+            v = match o.act {
+                Activation::None => v,
+                Activation::Relu => s.max(v, zero),
+                Activation::LeakyRelu(_) => s.fma(leaky, s.min(v, zero), s.max(v, zero)),
+                Activation::PRelu => s.fma(s.load(o.prelu.add(j * l)), s.min(v, zero), s.max(v, zero)),
+            };
+            if !res.is_null() {
+                let r = if cols >= l { s.load(res.add(j * l)) } else { s.load_part(res.add(j * l), cols) };
+                v = s.fma(scale, v, r);
+            }
+            if cols >= l {
+                s.store(c.add(j * l), v);
+            } else {
+                s.store_part(c.add(j * l), v, cols);
+            }
+        }
+    }
+}
+
+/// Dispatch a tail block of `$r` rows (a runtime value) to the const-generic tile.
+macro_rules! tail_rows {
+    ($r:expr, $s:ident, $nv:literal, $args:tt; $($n:literal)*) => {
+        match $r {
+            $( $n => tile::<$s, $n, $nv> $args, )*
+            _ => unreachable!("tail of {} rows", $r),
+        }
+    };
+}
+pub(crate) use tail_rows;
+
+/// Walk a line of rows over the requested panels with MR-row blocks and one tail block.
+/// `$mr`/`$mrn` are the full and narrow row blockings, `$tails`/`$tails_n` list `1..$mr` and
+/// `1..$mrn` so each tail size gets its own fully unrolled tile.
+macro_rules! line_driver {
+    ($s:expr, $S:ident, $line:expr, $ops:expr, $panels:expr, $mr:literal, [$($t:literal)*], $mrn:literal, [$($tn:literal)*]) => {{
+        let s: $S = $s;
+        let line: &Line = $line;
+        let ops: &Ops = $ops;
+        let l = <$S as Simd>::LANES;
+        let nr = 2 * l;
+        let segs: &[isize] = &ops.kl.seg_offsets;
+        let seg_len = ops.kl.seg_len;
+        let n = ops.b.n();
+        for p in $panels {
+            let n0 = p * nr;
+            let width = ops.b.panel_width(p);
+            let b = ops.b.panel_ptr(p);
+            let mut o = Out {
+                c: line.c.add(n0),
+                c_rs: line.c_rs,
+                res: if line.res.is_null() { line.res } else { line.res.add(n0) },
+                res_rs: line.res_rs,
+                cols: (n - n0).min(width),
+                bias: if ops.bias.is_null() { ops.bias } else { ops.bias.add(n0) },
+                prelu: if ops.prelu.is_null() { ops.prelu } else { ops.prelu.add(n0) },
+                act: ops.act,
+                res_scale: ops.res_scale,
+            };
+            let step = |o: &mut Out, rows: usize| {
+                o.c = o.c.offset(rows as isize * o.c_rs);
+                if !o.res.is_null() {
+                    o.res = o.res.offset(rows as isize * o.res_rs);
+                }
+            };
+            let mut i = 0usize;
+            let a_at = |i: usize| line.a.offset(i as isize * line.a_rs);
+            if width == nr {
+                while i + $mr <= line.m {
+                    tile::<$S, $mr, 2>(s, a_at(i), line.a_rs, segs, seg_len, b, &o);
+                    step(&mut o, $mr);
+                    i += $mr;
+                }
+                if i < line.m {
+                    tail_rows!(line.m - i, $S, 2, (s, a_at(i), line.a_rs, segs, seg_len, b, &o); $($t)*);
+                }
+            } else {
+                while i + $mrn <= line.m {
+                    tile::<$S, $mrn, 1>(s, a_at(i), line.a_rs, segs, seg_len, b, &o);
+                    step(&mut o, $mrn);
+                    i += $mrn;
+                }
+                if i < line.m {
+                    tail_rows!(line.m - i, $S, 1, (s, a_at(i), line.a_rs, segs, seg_len, b, &o); $($tn)*);
+                }
+            }
+        }
+    }};
+}
+pub(crate) use line_driver;

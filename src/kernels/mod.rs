@@ -1,0 +1,6 @@
+//! Compute kernels. Each op family has a plain scalar reference next to its SIMD paths; the SIMD
+//! paths are generic over [`simd::Simd`] and instantiated per CPU level.
+
+pub mod conv;
+pub mod gemm;
+pub mod simd;
