@@ -2,7 +2,9 @@
 
 pub mod cpu;
 pub mod error;
+pub mod graph;
 pub mod kernels;
+pub mod models;
 pub mod tensor;
 pub mod weights;
 

@@ -4,3 +4,4 @@
 pub mod conv;
 pub mod gemm;
 pub mod simd;
+pub mod shuffle;

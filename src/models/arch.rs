@@ -1,0 +1,424 @@
+//! Architectures and their hyper-parameters, and how they are stored in a model file's
+//! `__metadata__` (all values are strings, as safetensors requires).
+
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Version of the metadata schema written by `superres convert`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Activation of SRVGGNetCompact (`act_type` in Real-ESRGAN).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SrvggAct {
+    PRelu,
+    Relu,
+    LeakyRelu,
+}
+
+impl SrvggAct {
+    fn name(self) -> &'static str {
+        match self {
+            SrvggAct::PRelu => "prelu",
+            SrvggAct::Relu => "relu",
+            SrvggAct::LeakyRelu => "leakyrelu",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "prelu" => SrvggAct::PRelu,
+            "relu" => SrvggAct::Relu,
+            "leakyrelu" => SrvggAct::LeakyRelu,
+            _ => return None,
+        })
+    }
+}
+
+/// Real-ESRGAN's compact VGG-style network: conv + activation stack at low resolution, a
+/// pixel-shuffle, and the nearest-upsampled input added back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Srvgg {
+    pub num_feat: usize,
+    pub num_conv: usize,
+    pub scale: usize,
+    pub act: SrvggAct,
+}
+
+/// Normalisation around a network that works in a shifted, scaled range: the network sees
+/// `(x - mean)·range/std` for x in [0,1], and its output y maps back to `y·std/range + mean`
+/// (BasicSR's `img_range`/`mean`, EDSR-PyTorch's `MeanShift` layers with `rgb_range`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeanShift {
+    pub range: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl MeanShift {
+    /// DIV2K mean used by EDSR, MDSR and BasicSR.
+    pub const DIV2K: MeanShift = MeanShift { range: 255.0, mean: [0.4488, 0.4371, 0.4040], std: [1.0; 3] };
+
+    /// Per-channel `(scale, shift)` applied to [0,1] input.
+    pub fn input_affine(&self) -> Vec<(f32, f32)> {
+        (0..3).map(|c| (self.range / self.std[c], -self.range * self.mean[c] / self.std[c])).collect()
+    }
+
+    /// Per-channel `(scale, shift)` that maps network output back to [0,1].
+    pub fn output_affine(&self) -> Vec<(f32, f32)> {
+        (0..3).map(|c| (self.std[c] / self.range, self.mean[c])).collect()
+    }
+}
+
+/// Which checkpoint layout the weights came from (informational; names are canonical inside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    BasicSr,
+    EdsrPytorch,
+    RealEsrgan,
+}
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::BasicSr => "basicsr",
+            Layout::EdsrPytorch => "edsr-pytorch",
+            Layout::RealEsrgan => "real-esrgan",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "basicsr" => Layout::BasicSr,
+            "edsr-pytorch" => Layout::EdsrPytorch,
+            "real-esrgan" => Layout::RealEsrgan,
+            _ => return None,
+        })
+    }
+}
+
+/// EDSR (Lim et al. 2017): residual blocks without batch norm, a long skip, sub-pixel upsampling.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Edsr {
+    pub num_feat: usize,
+    pub num_block: usize,
+    pub scale: usize,
+    pub res_scale: f32,
+    pub norm: MeanShift,
+}
+
+/// MDSR: EDSR's body shared by several scales, with per-scale 5x5 pre-processing blocks and
+/// per-scale upsamplers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mdsr {
+    pub num_feat: usize,
+    pub num_block: usize,
+    /// Scale of each `pre_process.i` / `upsample.i` branch, in index order.
+    pub scales: Vec<usize>,
+    pub res_scale: f32,
+    pub norm: MeanShift,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arch {
+    Srvgg(Srvgg),
+    Edsr(Edsr),
+    Mdsr(Mdsr),
+}
+
+/// Names accepted by `--arch` and written as `arch` in metadata.
+pub const ARCH_NAMES: &[&str] = &["srvgg", "edsr", "mdsr"];
+
+impl Arch {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::Srvgg(_) => "srvgg",
+            Arch::Edsr(_) => "edsr",
+            Arch::Mdsr(_) => "mdsr",
+        }
+    }
+
+    /// Scales the model can run at.
+    pub fn scales(&self) -> Vec<usize> {
+        match self {
+            Arch::Srvgg(a) => vec![a.scale],
+            Arch::Edsr(a) => vec![a.scale],
+            Arch::Mdsr(a) => a.scales.clone(),
+        }
+    }
+
+    /// Pick the scale to run: the requested one if the model has it, else its only scale.
+    pub fn resolve_scale(&self, requested: Option<usize>) -> Result<usize> {
+        let scales = self.scales();
+        match requested {
+            Some(s) if scales.contains(&s) => Ok(s),
+            Some(s) => Err(Error::Model(format!(
+                "this {} model has no x{s} scale (available: {})",
+                self.name(),
+                scales.iter().map(|s| format!("x{s}")).collect::<Vec<_>>().join(", ")
+            ))),
+            None if scales.len() == 1 => Ok(scales[0]),
+            None => Err(Error::Model(format!(
+                "this {} model has several scales ({}): choose one with --scale",
+                self.name(),
+                scales.iter().map(|s| format!("x{s}")).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Radius of the receptive field in input pixels at `scale` (see `Graph::receptive_field`).
+    pub fn receptive_field(&self, scale: usize) -> usize {
+        // Back-propagate a radius through the upsampler: conv at HR adds 1, each pixel shuffle by
+        // r divides (rounding up).
+        fn upsampler(after: usize, scale: usize) -> usize {
+            let mut r = after;
+            let stages: Vec<usize> = if scale == 3 { vec![3] } else { vec![2; scale.trailing_zeros() as usize] };
+            for f in stages {
+                r = r.div_ceil(f) + 1;
+            }
+            r
+        }
+        match self {
+            Arch::Srvgg(a) => a.num_conv + 2,
+            Arch::Edsr(a) => upsampler(1, scale) + 1 + 2 * a.num_block + 1,
+            Arch::Mdsr(a) => upsampler(1, scale) + 1 + 2 * a.num_block + 2 * 4 + 1,
+        }
+    }
+
+    /// Hyper-parameters as metadata strings (arch, scale and format version included).
+    pub fn to_metadata(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            m.insert(k.to_string(), v);
+        };
+        put("format", "superres".into());
+        put("format_version", FORMAT_VERSION.to_string());
+        put("arch", self.name().into());
+        match self {
+            Arch::Srvgg(a) => {
+                put("scale", a.scale.to_string());
+                put("num_feat", a.num_feat.to_string());
+                put("num_conv", a.num_conv.to_string());
+                put("act", a.act.name().into());
+            }
+            Arch::Edsr(a) => {
+                put("scale", a.scale.to_string());
+                put("num_feat", a.num_feat.to_string());
+                put("num_block", a.num_block.to_string());
+                put("res_scale", a.res_scale.to_string());
+                put_norm(&mut m, &a.norm);
+            }
+            Arch::Mdsr(a) => {
+                put("scales", join(&a.scales));
+                put("num_feat", a.num_feat.to_string());
+                put("num_block", a.num_block.to_string());
+                put("res_scale", a.res_scale.to_string());
+                put_norm(&mut m, &a.norm);
+            }
+        }
+        m
+    }
+
+    /// Parse metadata written by [`Arch::to_metadata`]; `None` when there is no `arch` key (a
+    /// foreign safetensors file, which is then detected from its tensors).
+    pub fn from_metadata(m: &BTreeMap<String, String>) -> Result<Option<Arch>, String> {
+        let Some(arch) = m.get("arch") else { return Ok(None) };
+        if let Some(v) = m.get("format_version") {
+            let v: u32 = v.parse().map_err(|_| format!("bad format_version '{v}'"))?;
+            if v > FORMAT_VERSION {
+                return Err(format!(
+                    "model format version {v} is newer than this build supports ({FORMAT_VERSION}); upgrade superres"
+                ));
+            }
+        }
+        let get = |k: &str| m.get(k).ok_or_else(|| format!("metadata lacks '{k}' for arch {arch}"));
+        let num = |k: &str| -> Result<usize, String> {
+            get(k)?.parse().map_err(|_| format!("metadata '{k}' is not a whole number"))
+        };
+        let float = |k: &str| -> Result<f32, String> {
+            get(k)?.parse().map_err(|_| format!("metadata '{k}' is not a number"))
+        };
+        Ok(Some(match arch.as_str() {
+            "srvgg" => Arch::Srvgg(Srvgg {
+                num_feat: num("num_feat")?,
+                num_conv: num("num_conv")?,
+                scale: num("scale")?,
+                act: SrvggAct::parse(get("act")?).ok_or("metadata 'act' must be prelu, relu or leakyrelu")?,
+            }),
+            "edsr" => Arch::Edsr(Edsr {
+                num_feat: num("num_feat")?,
+                num_block: num("num_block")?,
+                scale: num("scale")?,
+                res_scale: float("res_scale")?,
+                norm: get_norm(m)?,
+            }),
+            "mdsr" => Arch::Mdsr(Mdsr {
+                num_feat: num("num_feat")?,
+                num_block: num("num_block")?,
+                scales: parse_list(get("scales")?)?,
+                res_scale: float("res_scale")?,
+                norm: get_norm(m)?,
+            }),
+            other => return Err(format!("unknown architecture '{other}' (known: {})", ARCH_NAMES.join(", "))),
+        }))
+    }
+
+    /// Apply a `--param key=value` override.
+    pub fn set_param(&mut self, key: &str, value: &str) -> Result<()> {
+        let bad = |what: &str| Error::Usage(format!("--param {key}={value}: {what}"));
+        let float = || value.parse::<f32>().map_err(|_| bad("not a number"));
+        match (self, key) {
+            (Arch::Edsr(Edsr { res_scale, .. }) | Arch::Mdsr(Mdsr { res_scale, .. }), "res_scale") => {
+                *res_scale = float()?
+            }
+            (
+                Arch::Edsr(Edsr { norm, .. }) | Arch::Mdsr(Mdsr { norm, .. }),
+                "img_range" | "rgb_range",
+            ) => norm.range = float()?,
+            (Arch::Edsr(Edsr { norm, .. }) | Arch::Mdsr(Mdsr { norm, .. }), "rgb_mean") => {
+                norm.mean = parse_triple(value).map_err(|e| bad(&e))?
+            }
+            (Arch::Edsr(Edsr { norm, .. }) | Arch::Mdsr(Mdsr { norm, .. }), "rgb_std") => {
+                norm.std = parse_triple(value).map_err(|e| bad(&e))?
+            }
+            (Arch::Srvgg(a), "act") => {
+                let act = SrvggAct::parse(value).ok_or_else(|| bad("expected prelu, relu or leakyrelu"))?;
+                if (act == SrvggAct::PRelu) != (a.act == SrvggAct::PRelu) {
+                    return Err(bad("PReLU needs slope tensors: only relu <-> leakyrelu can be switched"));
+                }
+                a.act = act;
+            }
+            (arch, _) => {
+                return Err(Error::Usage(format!(
+                    "--param {key}: not a parameter of {} (settable: {})",
+                    arch.name(),
+                    arch.settable_params().join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    pub fn settable_params(&self) -> &'static [&'static str] {
+        match self {
+            Arch::Srvgg(_) => &["act"],
+            Arch::Edsr(_) | Arch::Mdsr(_) => &["res_scale", "img_range", "rgb_mean", "rgb_std"],
+        }
+    }
+
+    /// Parse `--arch` values into the name we dispatch on.
+    pub fn check_name(name: &str) -> Result<&'static str> {
+        ARCH_NAMES.iter().copied().find(|n| *n == name).ok_or_else(|| {
+            Error::Usage(format!("unknown --arch '{name}' (supported: {})", ARCH_NAMES.join(", ")))
+        })
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Arch::Srvgg(a) => write!(
+                f,
+                "SRVGGNetCompact x{} ({} features, {} convs, {})",
+                a.scale,
+                a.num_feat,
+                a.num_conv,
+                a.act.name()
+            ),
+            Arch::Edsr(a) => write!(
+                f,
+                "EDSR x{} ({} features, {} blocks, res_scale {})",
+                a.scale, a.num_feat, a.num_block, a.res_scale
+            ),
+            Arch::Mdsr(a) => write!(
+                f,
+                "MDSR x{} ({} features, {} blocks, res_scale {})",
+                join(&a.scales).replace(',', "/x"),
+                a.num_feat,
+                a.num_block,
+                a.res_scale
+            ),
+        }
+    }
+}
+
+/// Parse a layout name stored in metadata.
+pub fn parse_layout(s: &str) -> Option<Layout> {
+    Layout::parse(s)
+}
+
+fn join(v: &[usize]) -> String {
+    v.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn parse_list(s: &str) -> Result<Vec<usize>, String> {
+    let v: Option<Vec<usize>> = s.split(',').map(|t| t.trim().parse().ok()).collect();
+    v.filter(|v| !v.is_empty()).ok_or_else(|| format!("'{s}' is not a list of whole numbers"))
+}
+
+fn parse_triple(s: &str) -> Result<[f32; 3], String> {
+    let v: Vec<f32> = s.split(',').map(|t| t.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    v.try_into().map_err(|_| format!("'{s}' must be three comma-separated numbers"))
+}
+
+fn put_norm(m: &mut BTreeMap<String, String>, n: &MeanShift) {
+    let triple = |v: &[f32; 3]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
+    m.insert("img_range".into(), n.range.to_string());
+    m.insert("rgb_mean".into(), triple(&n.mean));
+    m.insert("rgb_std".into(), triple(&n.std));
+}
+
+fn get_norm(m: &BTreeMap<String, String>) -> Result<MeanShift, String> {
+    let mut n = MeanShift::DIV2K;
+    if let Some(r) = m.get("img_range") {
+        n.range = r.parse().map_err(|_| "metadata 'img_range' is not a number")?;
+    }
+    if let Some(v) = m.get("rgb_mean") {
+        n.mean = parse_triple(v)?;
+    }
+    if let Some(v) = m.get("rgb_std") {
+        n.std = parse_triple(v)?;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_round_trip() {
+        let archs = [
+            Arch::Srvgg(Srvgg { num_feat: 64, num_conv: 16, scale: 4, act: SrvggAct::PRelu }),
+            Arch::Edsr(Edsr { num_feat: 256, num_block: 32, scale: 3, res_scale: 0.1, norm: MeanShift::DIV2K }),
+            Arch::Mdsr(Mdsr {
+                num_feat: 64,
+                num_block: 80,
+                scales: vec![2, 3, 4],
+                res_scale: 1.0,
+                norm: MeanShift { range: 1.0, mean: [0.5, 0.25, 0.125], std: [1.0, 2.0, 0.5] },
+            }),
+        ];
+        for a in archs {
+            assert_eq!(Arch::from_metadata(&a.to_metadata()).unwrap(), Some(a.clone()));
+        }
+    }
+
+    #[test]
+    fn newer_format_is_refused() {
+        let mut m = Arch::Srvgg(Srvgg { num_feat: 8, num_conv: 1, scale: 2, act: SrvggAct::Relu }).to_metadata();
+        m.insert("format_version".into(), "99".into());
+        assert!(Arch::from_metadata(&m).unwrap_err().contains("newer"));
+    }
+
+    #[test]
+    fn params() {
+        let mut a = Arch::Edsr(Edsr { num_feat: 8, num_block: 1, scale: 2, res_scale: 1.0, norm: MeanShift::DIV2K });
+        a.set_param("res_scale", "0.1").unwrap();
+        assert!(matches!(&a, Arch::Edsr(e) if e.res_scale == 0.1));
+        assert!(a.set_param("num_conv", "3").is_err());
+        assert!(a.set_param("res_scale", "x").is_err());
+        assert!(a.resolve_scale(Some(3)).is_err());
+        assert_eq!(a.resolve_scale(None).unwrap(), 2);
+    }
+}

@@ -1,0 +1,90 @@
+//! Helpers shared by the architecture builders: load a named convolution with shape checks,
+//! append it to the graph, and count parameters.
+
+use super::source::TensorSource;
+use crate::cpu::CpuLevel;
+use crate::error::Result;
+use crate::graph::{Graph, ValueId};
+use crate::kernels::conv::{Conv2d, ConvSpec};
+use crate::kernels::gemm::Activation;
+
+pub(crate) struct Builder<'a> {
+    pub src: &'a TensorSource,
+    pub level: CpuLevel,
+    pub graph: Graph,
+    /// Canonical names of every tensor used, in order (what a converted file stores).
+    pub used: Vec<String>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(src: &'a TensorSource, level: CpuLevel, in_channels: usize) -> Self {
+        Builder { src, level, graph: Graph::new(in_channels), used: Vec::new() }
+    }
+
+    /// Load `{name}.weight` ([cout, cin, k, k]) and `{name}.bias` ([cout]) as a "same" conv;
+    /// for PReLU the slopes come from `prelu` ([cout]).
+    pub fn load_conv(
+        &mut self,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        act: Activation,
+        prelu: Option<&str>,
+    ) -> Result<Conv2d> {
+        let spec = ConvSpec::same(cin, cout, k);
+        let wname = format!("{name}.weight");
+        let bname = format!("{name}.bias");
+        let w = self.src.expect(&wname, &[cout, cin, k, k])?;
+        let b = self.src.expect(&bname, &[cout])?;
+        self.used.push(wname);
+        self.used.push(bname);
+        let slopes = match prelu {
+            Some(p) => {
+                let s = self.src.expect(p, &[cout])?;
+                self.used.push(p.to_string());
+                Some(s)
+            }
+            None => None,
+        };
+        Ok(Conv2d::new(self.level, spec, &w, Some(&b), act, slopes.as_deref()))
+    }
+
+    pub fn conv(&mut self, x: ValueId, name: &str, cout: usize, k: usize, act: Activation) -> Result<ValueId> {
+        let cin = self.graph.channels(x);
+        let c = self.load_conv(name, cin, cout, k, act, None)?;
+        Ok(self.graph.conv(x, c))
+    }
+
+    pub fn conv_prelu(&mut self, x: ValueId, name: &str, cout: usize, slopes: &str) -> Result<ValueId> {
+        let cin = self.graph.channels(x);
+        let c = self.load_conv(name, cin, cout, 3, Activation::PRelu, Some(slopes))?;
+        Ok(self.graph.conv(x, c))
+    }
+
+    /// `res + scale·conv(x)`.
+    pub fn conv_res(&mut self, x: ValueId, name: &str, k: usize, res: ValueId, scale: f32) -> Result<ValueId> {
+        let cin = self.graph.channels(x);
+        let cout = self.graph.channels(res);
+        let c = self.load_conv(name, cin, cout, k, Activation::None, None)?;
+        Ok(self.graph.conv_residual(x, c, res, scale))
+    }
+
+    /// A sub-pixel upsampler: for 2^n, n stages of conv (F -> 4F) + shuffle(2); for 3, conv
+    /// (F -> 9F) + shuffle(3). Conv names are `{prefix}.{0,2,4..}` as in BasicSR and EDSR-PyTorch.
+    pub fn upsampler(&mut self, x: ValueId, prefix: &str, scale: usize) -> Result<ValueId> {
+        let f = self.graph.channels(x);
+        let stages: Vec<usize> = if scale == 3 { vec![3] } else { vec![2; scale.trailing_zeros() as usize] };
+        let mut h = x;
+        for (i, r) in stages.into_iter().enumerate() {
+            h = self.conv(h, &format!("{prefix}.{}", 2 * i), f * r * r, 3, Activation::None)?;
+            h = self.graph.pixel_shuffle(h, r);
+        }
+        Ok(h)
+    }
+}
+
+/// Whether `scale` is one a sub-pixel upsampler can make (2^n or 3).
+pub(crate) fn upsampler_scale_ok(scale: usize) -> bool {
+    scale == 3 || (scale >= 2 && scale.is_power_of_two())
+}

@@ -1,0 +1,251 @@
+//! Architecture detection from tensor names and shapes (spandrel-style), with hyper-parameters
+//! read off the shapes. Every layout we support has a few signature keys; when none matches, the
+//! error lists them so the user can see what was expected.
+
+use super::arch::{Arch, Edsr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct};
+use super::build::upsampler_scale_ok;
+use super::source::TensorSource;
+use std::collections::BTreeMap;
+
+/// What detection found.
+#[derive(Clone, Debug)]
+pub struct Detected {
+    pub arch: Arch,
+    pub layout: Layout,
+    /// Canonical name -> stored name, for layouts stored under other names.
+    pub rename: BTreeMap<String, String>,
+    /// Assumptions made (defaults for hyper-parameters the checkpoint does not store).
+    pub notes: Vec<String>,
+}
+
+/// One line per supported layout: what its signature keys are.
+pub const SUPPORTED: &[&str] = &[
+    "srvgg (Real-ESRGAN SRVGGNetCompact): body.0.weight [F,3,3,3], body.1.weight [F] (PReLU), ..., last body.N conv [3*s*s,F,3,3]",
+    "edsr (BasicSR): conv_first.weight, body.0.conv1.weight, conv_after_body.weight, upsample.0.weight, conv_last.weight",
+    "edsr (EDSR-PyTorch): sub_mean.weight, head.0.weight, body.0.body.0.weight, tail.0.0.weight, tail.1.weight",
+    "mdsr (EDSR-PyTorch): head.0.weight, pre_process.0.0.body.0.weight, body.0.body.0.weight, upsample.0.0.weight, tail.0.weight",
+];
+
+struct Keys<'a> {
+    shapes: BTreeMap<&'a str, &'a [usize]>,
+}
+
+impl<'a> Keys<'a> {
+    fn shape(&self, k: &str) -> Option<&'a [usize]> {
+        self.shapes.get(k).copied()
+    }
+    fn has(&self, k: &str) -> bool {
+        self.shapes.contains_key(k)
+    }
+    /// Output channels of a conv weight `[o, i, k, k]`.
+    fn conv_out(&self, k: &str) -> Option<usize> {
+        self.shape(k).filter(|s| s.len() == 4).map(|s| s[0])
+    }
+    /// Count consecutive indices `i` from 0 for which `fmt(i)` exists.
+    fn count(&self, fmt: impl Fn(usize) -> String) -> usize {
+        (0..).take_while(|&i| self.has(&fmt(i))).count()
+    }
+}
+
+/// Scale of a sub-pixel upsampler whose convs are `{prefix}.{0,2,..}.weight` on `f` features.
+fn upsampler_scale(k: &Keys, prefix: &str, f: usize) -> Result<usize, String> {
+    let first = format!("{prefix}.0.weight");
+    let out = k.conv_out(&first).ok_or_else(|| format!("no upsampler conv '{first}'"))?;
+    if out == 9 * f {
+        return Ok(3);
+    }
+    if out != 4 * f {
+        return Err(format!("'{first}' has {out} output channels; a sub-pixel upsampler on {f} features has {} or {}", 4 * f, 9 * f));
+    }
+    let stages = k.count(|i| format!("{prefix}.{}.weight", 2 * i));
+    Ok(1 << stages)
+}
+
+/// Detect from the source's entries; `hint` restricts to one architecture name.
+pub fn detect(src: &TensorSource, hint: Option<&str>) -> Result<Detected, String> {
+    let entries = src.entries();
+    let keys = Keys { shapes: entries.iter().map(|(n, s, _)| (n.as_str(), s.as_slice())).collect() };
+    let candidates: Vec<(&str, fn(&TensorSource, &Keys) -> Option<Result<Detected, String>>)> = vec![
+        ("mdsr", detect_mdsr),
+        ("edsr", detect_edsr_basicsr),
+        ("edsr", detect_edsr_pytorch),
+        ("srvgg", detect_srvgg),
+    ];
+    for (name, f) in candidates {
+        if hint.is_some_and(|h| h != name) {
+            continue;
+        }
+        if let Some(r) = f(src, &keys) {
+            return r;
+        }
+    }
+    let first: Vec<String> =
+        entries.iter().take(8).map(|(n, s, _)| format!("{n} {s:?}")).collect();
+    Err(format!(
+        "could not recognise the architecture{}. Supported layouts:\n  {}\nfirst tensors in this file:\n  {}",
+        hint.map(|h| format!(" as '{h}'")).unwrap_or_default(),
+        SUPPORTED.join("\n  "),
+        if first.is_empty() { "(none)".to_string() } else { first.join("\n  ") }
+    ))
+}
+
+fn detect_srvgg(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    let s0 = k.shape("body.0.weight")?;
+    if s0.len() != 4 || s0[1] != 3 || k.has("conv_first.weight") {
+        return None;
+    }
+    Some((|| {
+        let f = s0[0];
+        let act = match k.shape("body.1.weight") {
+            Some(s) if s == [f] => SrvggAct::PRelu,
+            Some(s) => return Err(format!("body.1.weight has shape {s:?}; a PReLU on {f} features has [{f}]")),
+            None => SrvggAct::Relu,
+        };
+        // Convs sit at even indices; the last one maps F -> 3·s².
+        let n_convs = k.count(|i| format!("body.{}.weight", 2 * i));
+        if n_convs < 2 {
+            return Err("SRVGGNetCompact needs at least a first and a last conv".into());
+        }
+        let last = format!("body.{}.weight", 2 * (n_convs - 1));
+        let out = k.conv_out(&last).ok_or_else(|| format!("{last} is not a conv weight"))?;
+        let scale = (1..=16).find(|s| 3 * s * s == out).ok_or_else(|| {
+            format!("{last} has {out} output channels, not 3·s² for an integer scale s")
+        })?;
+        let mut notes = Vec::new();
+        if act == SrvggAct::Relu {
+            notes.push("no activation weights: assuming ReLU (use --param act=leakyrelu for LeakyReLU models)".into());
+        }
+        Ok(Detected {
+            arch: Arch::Srvgg(Srvgg { num_feat: f, num_conv: n_convs - 2, scale, act }),
+            layout: Layout::RealEsrgan,
+            rename: BTreeMap::new(),
+            notes,
+        })
+    })())
+}
+
+fn default_res_scale(f: usize, notes: &mut Vec<String>) -> f32 {
+    // The checkpoint does not store res_scale: EDSR uses 0.1 for the 256-wide EDSR-L only.
+    let r = if f >= 256 { 0.1 } else { 1.0 };
+    notes.push(format!("res_scale not stored in the checkpoint: using {r}, EDSR's default for {f} features (override with --param res_scale=...)"));
+    r
+}
+
+fn detect_edsr_basicsr(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("conv_first.weight") && k.has("body.0.conv1.weight") && k.has("conv_after_body.weight")) {
+        return None;
+    }
+    Some((|| {
+        let f = k.conv_out("conv_first.weight").ok_or("conv_first.weight is not a conv")?;
+        let num_block = k.count(|i| format!("body.{i}.conv1.weight"));
+        let scale = upsampler_scale(k, "upsample", f)?;
+        let mut notes = vec![format!(
+            "mean shift not stored in BasicSR checkpoints: using img_range 255 and the DIV2K mean {:?}",
+            MeanShift::DIV2K.mean
+        )];
+        let res_scale = default_res_scale(f, &mut notes);
+        Ok(Detected {
+            arch: Arch::Edsr(Edsr { num_feat: f, num_block, scale, res_scale, norm: MeanShift::DIV2K }),
+            layout: Layout::BasicSr,
+            rename: BTreeMap::new(),
+            notes,
+        })
+    })())
+}
+
+/// Read EDSR-PyTorch's `MeanShift` 1x1 convs (weight eye/std, bias -range·mean/std). The range
+/// (255 or 1) is not stored; the bias magnitude tells them apart (|range·mean| is ~100 vs ~0.4).
+fn mean_shift(src: &TensorSource, prefix: &str, notes: &mut Vec<String>) -> Result<MeanShift, String> {
+    let (Ok(w), Ok(b)) = (src.f32(&format!("{prefix}.weight")), src.f32(&format!("{prefix}.bias"))) else {
+        notes.push(format!("{prefix} not in the checkpoint: using rgb_range 255 and the DIV2K mean"));
+        return Ok(MeanShift::DIV2K);
+    };
+    if w.len() != 9 || b.len() != 3 {
+        return Err(format!("{prefix} should be a 3x3x1x1 conv with 3 biases"));
+    }
+    let mut std = [1.0f32; 3];
+    let mut scaled_mean = [0.0f32; 3];
+    for c in 0..3 {
+        let d = w[c * 3 + c];
+        if d == 0.0 || !d.is_finite() {
+            return Err(format!("{prefix}.weight has a zero or non-finite diagonal"));
+        }
+        std[c] = 1.0 / d;
+        scaled_mean[c] = -b[c] * std[c];
+    }
+    let range = if scaled_mean.iter().any(|m| m.abs() > 2.0) { 255.0 } else { 1.0 };
+    notes.push(format!("rgb_range {range} inferred from {prefix}.bias"));
+    Ok(MeanShift { range, mean: scaled_mean.map(|m| m / range), std })
+}
+
+fn detect_edsr_pytorch(src: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("head.0.weight") && k.has("body.0.body.0.weight") && k.has("tail.0.0.weight")) || k.has("pre_process.0.0.body.0.weight") {
+        return None;
+    }
+    Some((|| {
+        let f = k.conv_out("head.0.weight").ok_or("head.0.weight is not a conv")?;
+        let num_block = k.count(|i| format!("body.{i}.body.0.weight"));
+        let scale = upsampler_scale(k, "tail.0", f)?;
+        let mut notes = Vec::new();
+        let norm = mean_shift(src, "sub_mean", &mut notes)?;
+        let res_scale = default_res_scale(f, &mut notes);
+        let mut rename = BTreeMap::new();
+        let mut map = |canon: String, stored: String| {
+            for sfx in ["weight", "bias"] {
+                rename.insert(format!("{canon}.{sfx}"), format!("{stored}.{sfx}"));
+            }
+        };
+        map("conv_first".into(), "head.0".into());
+        for i in 0..num_block {
+            map(format!("body.{i}.conv1"), format!("body.{i}.body.0"));
+            map(format!("body.{i}.conv2"), format!("body.{i}.body.2"));
+        }
+        map("conv_after_body".into(), format!("body.{num_block}"));
+        let stages = if scale == 3 { 1 } else { scale.trailing_zeros() as usize };
+        for s in 0..stages {
+            map(format!("upsample.{}", 2 * s), format!("tail.0.{}", 2 * s));
+        }
+        map("conv_last".into(), "tail.1".into());
+        Ok(Detected {
+            arch: Arch::Edsr(Edsr { num_feat: f, num_block, scale, res_scale, norm }),
+            layout: Layout::EdsrPytorch,
+            rename,
+            notes,
+        })
+    })())
+}
+
+fn detect_mdsr(src: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("head.0.weight") && k.has("pre_process.0.0.body.0.weight")) {
+        return None;
+    }
+    Some((|| {
+        let f = k.conv_out("head.0.weight").ok_or("head.0.weight is not a conv")?;
+        let num_block = k.count(|i| format!("body.{i}.body.0.weight"));
+        let branches = k.count(|i| format!("pre_process.{i}.0.body.0.weight"));
+        let scales: Vec<usize> =
+            (0..branches).map(|i| upsampler_scale(k, &format!("upsample.{i}"), f)).collect::<Result<_, _>>()?;
+        let mut notes = Vec::new();
+        let norm = mean_shift(src, "sub_mean", &mut notes)?;
+        Ok(Detected {
+            arch: Arch::Mdsr(Mdsr { num_feat: f, num_block, scales, res_scale: 1.0, norm }),
+            layout: Layout::EdsrPytorch,
+            rename: BTreeMap::new(),
+            notes,
+        })
+    })())
+}
+
+/// Check hyper-parameters that builders rely on.
+pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
+    let scales = arch.scales();
+    match arch {
+        Arch::Srvgg(a) if a.num_feat == 0 || a.scale == 0 => Err("SRVGG with zero features or scale".into()),
+        Arch::Edsr(a) if a.num_feat == 0 => Err("EDSR with zero features".into()),
+        Arch::Mdsr(a) if a.num_feat == 0 || a.scales.is_empty() => Err("MDSR with no features or scales".into()),
+        Arch::Edsr(_) | Arch::Mdsr(_) if scales.iter().any(|&s| !upsampler_scale_ok(s)) => {
+            Err(format!("unsupported upsampling scale in {scales:?} (2^n or 3)"))
+        }
+        _ => Ok(()),
+    }
+}

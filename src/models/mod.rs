@@ -1,0 +1,199 @@
+//! Models: architectures, detection from checkpoints, and building a prepared [`Network`].
+
+pub mod arch;
+mod build;
+pub mod detect;
+mod edsr;
+mod mdsr;
+mod network;
+pub mod source;
+mod srvgg;
+
+pub use arch::{Arch, Edsr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct};
+pub use network::Network;
+
+use crate::cpu::CpuLevel;
+use crate::error::{Error, Result};
+use crate::weights::safetensors::{self, SafeTensors};
+use crate::weights::StateDict;
+use source::{Store, TensorSource};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How to interpret a weight file.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Force an architecture instead of detecting it (`--arch`).
+    pub arch: Option<String>,
+    /// Hyper-parameter overrides (`--param key=value`).
+    pub params: Vec<(String, String)>,
+}
+
+/// Summary of a model for `superres info`.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub arch: String,
+    pub description: String,
+    pub layout: Option<String>,
+    pub scales: Vec<usize>,
+    pub parameters: u64,
+    /// Receptive-field radius in input pixels, per scale.
+    pub receptive_field: Vec<(usize, usize)>,
+    pub hyper_parameters: BTreeMap<String, String>,
+    pub notes: Vec<String>,
+}
+
+/// An opened model: its architecture and where its tensors are. Opening a safetensors file reads
+/// only the header; weights are read when [`Model::build`] prepares a network.
+pub struct Model {
+    src: TensorSource,
+    arch: Arch,
+    layout: Option<Layout>,
+    notes: Vec<String>,
+}
+
+impl Model {
+    /// Open a model file (our safetensors, a foreign safetensors state dict, or a PyTorch
+    /// checkpoint converted in memory).
+    pub fn open(path: &Path) -> Result<Model> {
+        Model::open_with(path, &OpenOptions::default())
+    }
+
+    pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Model> {
+        let mut head = [0u8; 8];
+        {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+            if n < 8 {
+                return Err(Error::format(path, "file too short to be a model"));
+            }
+        }
+        if crate::weights::pth::is_pth(&head) {
+            let pth = crate::weights::pth::read_pth(path)?;
+            let mut m = Model::from_state_dict(path, pth.state, opts)?;
+            if let Some(k) = pth.source_key {
+                m.notes.insert(0, format!("state dict read from key '{k}'"));
+            }
+            return Ok(m);
+        }
+        let st = SafeTensors::open(path)?;
+        let stored = Arch::from_metadata(st.metadata()).map_err(|r| Error::format(path, r))?;
+        let layout = st.metadata().get("layout").and_then(|l| arch::parse_layout(l));
+        let src = TensorSource::new(path, Store::Mapped(st));
+        match stored {
+            Some(arch) if opts.arch.as_deref().is_none_or(|a| a == arch.name()) => {
+                let mut m = Model { src, arch, layout, notes: Vec::new() };
+                m.apply_params(&opts.params)?;
+                Ok(m)
+            }
+            _ => Model::detect(src, opts),
+        }
+    }
+
+    /// Build from tensors already in memory (a checkpoint read by an importer).
+    pub fn from_state_dict(path: &Path, sd: StateDict, opts: &OpenOptions) -> Result<Model> {
+        Model::detect(TensorSource::new(path, Store::Memory(sd)), opts)
+    }
+
+    fn detect(mut src: TensorSource, opts: &OpenOptions) -> Result<Model> {
+        if let Some(a) = &opts.arch {
+            Arch::check_name(a)?;
+        }
+        let d = detect::detect(&src, opts.arch.as_deref())
+            .map_err(|reason| Error::UnknownArch { path: src.path().to_path_buf(), reason })?;
+        src.set_rename(d.rename);
+        let mut m = Model { src, arch: d.arch, layout: Some(d.layout), notes: d.notes };
+        m.apply_params(&opts.params)?;
+        Ok(m)
+    }
+
+    fn apply_params(&mut self, params: &[(String, String)]) -> Result<()> {
+        for (k, v) in params {
+            self.arch.set_param(k, v)?;
+            self.notes.push(format!("{k} set to {v} by --param"));
+        }
+        detect::validate(&self.arch).map_err(|r| Error::format(self.src.path(), r))
+    }
+
+    pub fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
+    pub fn path(&self) -> &Path {
+        self.src.path()
+    }
+
+    /// Assumptions made while reading the file.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Prepare a network for `level` at `scale` (the model's only scale when `None`): reads and
+    /// checks every tensor, packs the weights, builds the graph.
+    pub fn build(&self, level: CpuLevel, scale: Option<usize>) -> Result<Network> {
+        Ok(self.build_inner(level, scale)?.0)
+    }
+
+    fn build_inner(&self, level: CpuLevel, scale: Option<usize>) -> Result<(Network, Vec<String>)> {
+        let scale = self.arch.resolve_scale(scale)?;
+        let mut b = build::Builder::new(&self.src, level, 3);
+        let (in_affine, out_affine) = match &self.arch {
+            Arch::Srvgg(a) => {
+                srvgg::build(&mut b, a)?;
+                (vec![(1.0, 0.0); 3], vec![(1.0, 0.0); 3])
+            }
+            Arch::Edsr(a) => {
+                edsr::build(&mut b, a)?;
+                (a.norm.input_affine(), a.norm.output_affine())
+            }
+            Arch::Mdsr(a) => {
+                mdsr::build(&mut b, a, scale)?;
+                (a.norm.input_affine(), a.norm.output_affine())
+            }
+        };
+        let used = b.used;
+        Ok((Network { graph: b.graph, scale, level, in_affine, out_affine }, used))
+    }
+
+    /// Summary from the header (shapes) only.
+    pub fn info(&self) -> ModelInfo {
+        let parameters = self.src.entries().iter().map(|(_, s, _)| s.iter().product::<usize>() as u64).sum();
+        let mut hp = self.arch.to_metadata();
+        hp.retain(|k, _| !matches!(k.as_str(), "format" | "format_version" | "arch"));
+        ModelInfo {
+            arch: self.arch.name().to_string(),
+            description: self.arch.to_string(),
+            layout: self.layout.map(|l| l.name().to_string()),
+            scales: self.arch.scales(),
+            parameters,
+            receptive_field: self.arch.scales().into_iter().map(|s| (s, self.arch.receptive_field(s))).collect(),
+            hyper_parameters: hp,
+            notes: self.notes.clone(),
+        }
+    }
+
+    /// Write the model as our safetensors file: canonical tensor names, original dtypes, and the
+    /// architecture in `__metadata__`. Only tensors the architecture uses are kept.
+    pub fn write_safetensors(&self, out: &mut impl std::io::Write) -> Result<()> {
+        let mut names: Vec<String> = Vec::new();
+        for s in self.arch.scales() {
+            // Building on the portable level checks every tensor; the packing is discarded.
+            let (_, used) = self.build_inner(CpuLevel::Portable, Some(s))?;
+            for n in used {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        let tensors = self.src.canonical_tensors(&names)?;
+        let mut meta = self.arch.to_metadata();
+        if let Some(l) = self.layout {
+            meta.insert("layout".into(), l.name().into());
+        }
+        if let Some(name) = self.src.path().file_name() {
+            meta.insert("source".into(), name.to_string_lossy().into_owned());
+        }
+        safetensors::write(out, &tensors, &meta).map_err(|e| Error::io("<output>", e))
+    }
+}
