@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""Generate small PyTorch reference fixtures for the Rust model-parity tests.
+
+Developer tool only: CI never runs this and the product never depends on PyTorch.
+Run from the repository root:
+
+    /work/venv/bin/python tools/make_fixtures.py            # (re)write tests/fixtures/models/
+    /work/venv/bin/python tools/make_fixtures.py --check    # regenerate in a temp dir, compare bytes
+
+For every case it writes the checkpoint file exactly as users have it (BasicSR
+``{'params': ...}`` dicts, EDSR-PyTorch plain state dicts, one legacy-format
+pickle), a ``<case>.safetensors`` with float32 ``input`` (NCHW [1,3,H,W], values
+in [0,1]) and ``output`` (NCHW, in the model's own output range), and
+``manifest.json`` describing all cases.
+
+The reference ``output`` is the PyTorch forward pass computed in float64 (weights
+are the float32 checkpoint values, upcast exactly) and rounded to float32, so it
+is the best available answer rather than one particular float32 accumulation
+order. ``torch_f32_max_abs_diff`` in the manifest records how far PyTorch's own
+float32 forward lands from it, as a yardstick for the Rust tolerance.
+"""
+
+import argparse
+import copy
+import filecmp
+import json
+import math
+import os
+import sys
+import tempfile
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from srref import (  # noqa: E402
+    MDSR,
+    RGB_MEAN,
+    EDSRBasicSR,
+    EDSRPyTorch,
+    MeanShift,
+    SRVGGNetCompact,
+    write_safetensors,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_OUT = os.path.join(REPO, "tests", "fixtures", "models")
+
+
+# --------------------------------------------------------------------------
+# Deterministic random weights
+# --------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def randomize(model, seed, gain=1.0, bias_std=0.1, prelu_range=(-0.2, 0.5)):
+    """Fill every conv / PReLU with seeded random values (MeanShift left as built).
+
+    Conv weights ~ N(0, gain^2 / fan_in), so activations stay O(input); biases
+    ~ N(0, bias_std^2) (non-zero so bias handling is exercised). PReLU slopes are
+    drawn per channel from ``prelu_range`` (the PyTorch default of 0.25 for every
+    channel would not catch a per-channel vs shared slope mix-up).
+    """
+    g = torch.Generator().manual_seed(seed)
+    for _, m in model.named_modules():
+        if isinstance(m, MeanShift):
+            continue
+        if isinstance(m, nn.Conv2d):
+            fan_in = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (gain / math.sqrt(fan_in)))
+            if m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * bias_std)
+        elif isinstance(m, nn.PReLU):
+            lo, hi = prelu_range
+            m.weight.copy_(lo + (hi - lo) * torch.rand(m.weight.shape, generator=g))
+
+
+def make_input(seed, h, w):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, h, w, generator=g)
+
+
+@torch.no_grad()
+def forward_pair(model, x_net):
+    """Return (float64 reference rounded to f32, float32 torch forward)."""
+    model.eval()
+    y32 = model.float()(x_net.float()).clone()
+    y64 = model.double()(x_net.double()).float()
+    model.float()
+    return y64, y32
+
+
+def state_dict_f32(model):
+    """A detached copy of ``model.state_dict()``, keeping it an OrderedDict with its ``_metadata``
+    attribute, as real BasicSR / EDSR-PyTorch checkpoints have (pickled as REDUCE + BUILD)."""
+    sd = model.state_dict()
+    out = OrderedDict((k, v.detach().clone().float().contiguous()) for k, v in sd.items())
+    out._metadata = copy.deepcopy(sd._metadata)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------
+
+
+def edsr_basicsr_cases():
+    specs = [
+        # case,              scale, blocks, res_scale, seed, (H, W), ema
+        ("edsr_basicsr_x2", 2, 2, 1.0, 101, (11, 13), False),
+        ("edsr_basicsr_x3", 3, 2, 0.1, 102, (9, 14), False),
+        ("edsr_basicsr_x4", 4, 3, 1.0, 103, (13, 10), True),
+    ]
+    for case, scale, nb, rs, seed, (h, w), ema in specs:
+        hp = dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=nb, upscale=scale,
+                  res_scale=rs, img_range=255.0, rgb_mean=list(RGB_MEAN))
+        model = EDSRBasicSR(num_feat=8, num_block=nb, upscale=scale, res_scale=rs)
+        # Features live at 255 scale here ((x - mean) * 255), so biases are drawn at that scale too.
+        randomize(model, seed, gain=1.0, bias_std=0.1 * 255)
+        params = state_dict_f32(model)
+        ckpt = {"params": params}
+        key = "params"
+        if ema:
+            ema_model = EDSRBasicSR(num_feat=8, num_block=nb, upscale=scale, res_scale=rs)
+            randomize(ema_model, seed + 1000, gain=1.0, bias_std=0.1 * 255)
+            ckpt["params_ema"] = state_dict_f32(ema_model)
+            model, key = ema_model, "params_ema"
+        x = make_input(seed, h, w)
+        ref, y32 = forward_pair(model, x)
+        notes = [
+            "BasicSR EDSR: x=(x-mean)*img_range; conv_first; res=conv_after_body(body(x))+x; "
+            "x=conv_last(upsample(res)); x=x/img_range+mean. mean/img_range are not in the checkpoint.",
+            "ResidualBlockNoBN: x + conv2(relu(conv1(x)))*res_scale.",
+        ]
+        if rs != 1.0:
+            notes.append(f"res_scale={rs} is not stored in the checkpoint; running with res_scale=1 gives a "
+                         "clearly different output (see res_scale_1_max_abs_diff).")
+        if ema:
+            notes.append("Checkpoint holds both 'params' and 'params_ema' with different random weights; the "
+                         "reference output uses 'params_ema' (what BasicSR-style loaders prefer).")
+        extra = {}
+        if rs != 1.0:
+            alt = EDSRBasicSR(num_feat=8, num_block=nb, upscale=scale, res_scale=1.0)
+            alt.load_state_dict(params, strict=True)
+            alt_ref, _ = forward_pair(alt, x)
+            extra["res_scale_1_max_abs_diff"] = float((alt_ref - ref).abs().max())
+        if ema:
+            alt = EDSRBasicSR(num_feat=8, num_block=nb, upscale=scale, res_scale=rs)
+            alt.load_state_dict(params, strict=True)
+            alt_ref, _ = forward_pair(alt, x)
+            extra["params_vs_params_ema_max_abs_diff"] = float((alt_ref - ref).abs().max())
+        yield dict(
+            case=case, arch="edsr", layout="basicsr", checkpoint=f"{case}.pth",
+            checkpoint_format="torch-zip", scale=scale, hparams=hp,
+            input_range=1, output_range=1,
+            needs_params={"res_scale": rs, "img_range": 255.0, "rgb_mean": list(RGB_MEAN)},
+            state_dict_key=key, notes=" ".join(notes), seed=seed, **extra,
+        ), ckpt, x, ref, y32, {}
+
+
+def edsr_pytorch_cases():
+    specs = [
+        # case,           scale, res_scale, seed, (H, W), legacy
+        ("edsr_pt_x2", 2, 1.0, 201, (12, 9), False),
+        ("edsr_pt_x3", 3, 1.0, 202, (7, 11), True),
+        ("edsr_pt_x4", 4, 0.1, 203, (10, 13), False),
+    ]
+    for case, scale, rs, seed, (h, w), legacy in specs:
+        hp = dict(n_colors=3, n_feats=8, n_resblocks=2, scale=scale, res_scale=rs, rgb_range=255,
+                  rgb_mean=list(RGB_MEAN), rgb_std=[1.0, 1.0, 1.0])
+        model = EDSRPyTorch(n_feats=8, n_resblocks=2, scale=scale, res_scale=rs, rgb_range=255)
+        randomize(model, seed, gain=1.0, bias_std=0.1 * 255)
+        sd = state_dict_f32(model)
+        x = make_input(seed, h, w)
+        ref, y32 = forward_pair(model, x * 255.0)
+        notes = [
+            "EDSR-PyTorch EDSR: input and output in [0,255] (the stored 'input' is [0,1]; torch was fed input*255 "
+            "computed in float32). sub_mean/add_mean are 1x1 convs stored in the checkpoint "
+            "(weight eye(3)/std, bias -/+ rgb_range*mean/std).",
+            "ResBlock: body.{0,2} convs with ReLU between; out = body(x)*res_scale + x. "
+            "body.{n_resblocks} is the trunk-closing conv; long skip adds head output. "
+            "tail.0 is the Upsampler (convs at tail.0.0 and, for x4, tail.0.2), tail.1 the final conv.",
+        ]
+        extra = {}
+        if rs != 1.0:
+            alt = EDSRPyTorch(n_feats=8, n_resblocks=2, scale=scale, res_scale=1.0, rgb_range=255)
+            alt.load_state_dict(sd, strict=True)
+            alt_ref, _ = forward_pair(alt, x * 255.0)
+            extra["res_scale_1_max_abs_diff"] = float((alt_ref - ref).abs().max())
+            notes.append(f"res_scale={rs} (as in the official large EDSR) is not stored in the checkpoint.")
+        if legacy:
+            notes.append("Checkpoint written with _use_new_zipfile_serialization=False (legacy pickle format).")
+        yield dict(
+            case=case, arch="edsr", layout="edsr-pytorch", checkpoint=f"{case}.pt",
+            checkpoint_format="torch-legacy" if legacy else "torch-zip", scale=scale, hparams=hp,
+            input_range=255, output_range=255,
+            needs_params={"res_scale": rs, "rgb_range": 255},
+            state_dict_key=None, notes=" ".join(notes), seed=seed, **extra,
+        ), sd, x, ref, y32, {"legacy": legacy}
+
+
+def mdsr_cases():
+    seed = 301
+    scales = (2, 3, 4)
+    model = MDSR(n_feats=8, n_resblocks=2, scales=scales, rgb_range=255)
+    randomize(model, seed, gain=1.0, bias_std=0.1 * 255)
+    sd = state_dict_f32(model)
+    sizes = {2: (11, 8), 3: (9, 10), 4: (8, 11)}
+    first = True
+    for idx, s in enumerate(scales):
+        case = f"mdsr_x{s}"
+        model.scale_idx = idx
+        h, w = sizes[s]
+        x = make_input(seed + s, h, w)
+        ref, y32 = forward_pair(model, x * 255.0)
+        hp = dict(n_colors=3, n_feats=8, n_resblocks=2, scales=list(scales), scale_idx=idx, rgb_range=255,
+                  rgb_mean=list(RGB_MEAN), rgb_std=[1.0, 1.0, 1.0])
+        notes = ("EDSR-PyTorch MDSR, one checkpoint (mdsr.pt) shared by mdsr_x2/x3/x4. forward: sub_mean; head.0; "
+                 "pre_process[i] (two ResBlocks with 5x5 convs, padding 2, res_scale 1); res=body(x)+x "
+                 "(body = ResBlocks + closing conv); upsample[i]; tail.0 conv; add_mean. "
+                 f"This case runs scale {s} = index {idx} of scales {list(scales)}. Input/output in [0,255].")
+        yield dict(
+            case=case, arch="mdsr", layout="edsr-pytorch", checkpoint="mdsr.pt",
+            checkpoint_format="torch-zip", scale=s, hparams=hp,
+            input_range=255, output_range=255,
+            needs_params={"rgb_range": 255},
+            state_dict_key=None, notes=notes, seed=seed,
+        ), (sd if first else None), x, ref, y32, {}
+        first = False
+
+
+def srvgg_cases():
+    specs = [
+        # case,               scale, num_conv, act,        seed, (H, W)
+        ("srvgg_x4", 4, 3, "prelu", 401, (11, 9)),
+        ("srvgg_x2", 2, 2, "prelu", 402, (13, 12)),
+        ("srvgg_x3", 3, 2, "prelu", 403, (10, 7)),
+        ("srvgg_x4_lrelu", 4, 2, "leakyrelu", 404, (9, 12)),
+    ]
+    for case, scale, nc, act, seed, (h, w) in specs:
+        hp = dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=nc, upscale=scale, act_type=act)
+        model = SRVGGNetCompact(num_feat=8, num_conv=nc, upscale=scale, act_type=act)
+        randomize(model, seed, gain=1.0, bias_std=0.1)
+        sd = state_dict_f32(model)
+        x = make_input(seed, h, w)
+        ref, y32 = forward_pair(model, x)
+        notes = ("Real-ESRGAN SRVGGNetCompact: body = conv, act, (conv, act)*num_conv, conv(num_feat -> 3*s*s); "
+                 "PixelShuffle(s); plus F.interpolate(input, scale_factor=s, mode='nearest'). Output not clamped. "
+                 "Input [0,1].")
+        needs = {}
+        if act == "prelu":
+            notes += " PReLU slopes are per channel (body.{odd}.weight, shape [num_feat])."
+        else:
+            notes += (" act_type='leakyrelu' (negative_slope 0.1): activations own no weights, so conv keys are "
+                      "body.0, body.2, ... with odd indices absent; relu vs leakyrelu cannot be told apart from "
+                      "the checkpoint, hence needs_params.act_type.")
+            needs["act_type"] = act
+        yield dict(
+            case=case, arch="srvgg_compact", layout="realesrgan", checkpoint=f"{case}.pth",
+            checkpoint_format="torch-zip", scale=scale, hparams=hp,
+            input_range=1, output_range=1,
+            needs_params=needs, state_dict_key="params", notes=notes, seed=seed,
+        ), {"params": sd}, x, ref, y32, {}
+
+
+# --------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------
+
+
+def same_checkpoint(path, ckpt):
+    """True if the checkpoint at ``path`` holds exactly the tensors of ``ckpt`` (flat or one level nested)."""
+    try:
+        other = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}/"))
+            else:
+                out[prefix + k] = v
+        return out
+
+    def shape_of(d):  # container types and _metadata must match too, not just the tensors
+        return (type(d).__name__, getattr(d, "_metadata", None),
+                {k: shape_of(v) for k, v in d.items() if isinstance(v, dict)})
+
+    a, b = flat(ckpt), flat(other)
+    return shape_of(ckpt) == shape_of(other) and a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a
+    )
+
+
+def generate(out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(0)  # nothing should draw from the global RNG; belt and braces
+    manifest = []
+    for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases):
+        for entry, ckpt, x, ref, y32, opts in gen():
+            if ckpt is not None:
+                path = os.path.join(out_dir, entry["checkpoint"])
+                if opts.get("legacy"):
+                    # Legacy pickles key storages by CPython object address, so their bytes differ from run
+                    # to run. Keep an existing file whose tensors are identical to avoid churn in git.
+                    if not (os.path.exists(path) and same_checkpoint(path, ckpt)):
+                        torch.save(ckpt, path, _use_new_zipfile_serialization=False)
+                else:
+                    torch.save(ckpt, path)
+            ref_name = f"{entry['case']}.safetensors"
+            write_safetensors(
+                os.path.join(out_dir, ref_name),
+                {"input": x.numpy().astype(np.float32), "output": ref.numpy().astype(np.float32)},
+                metadata={"case": entry["case"], "generator": "tools/make_fixtures.py"},
+            )
+            entry["reference"] = ref_name
+            entry["input_shape"] = list(x.shape)
+            entry["output_shape"] = list(ref.shape)
+            entry["reference_precision"] = "float64 forward rounded to float32"
+            entry["torch_f32_max_abs_diff"] = float((y32 - ref).abs().max())
+            entry["output_stats"] = {
+                "min": float(ref.min()), "max": float(ref.max()),
+                "mean": float(ref.mean()), "std": float(ref.std()),
+            }
+            manifest.append(entry)
+    order = ["case", "arch", "layout", "checkpoint", "checkpoint_format", "state_dict_key", "scale", "hparams",
+             "needs_params", "input_range", "output_range", "reference", "input_shape", "output_shape"]
+    manifest = [{k: e[k] for k in order} | {k: v for k, v in e.items() if k not in order} for e in manifest]
+    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=False)
+        f.write("\n")
+    return manifest
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (default: tests/fixtures/models)")
+    ap.add_argument("--check", action="store_true",
+                    help="regenerate into a temp dir and verify it is byte-identical to --out")
+    args = ap.parse_args()
+    torch.set_num_threads(1)  # fixed reduction order for the f32 yardstick
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(tmp)
+            names = sorted(os.listdir(tmp))
+            _, mismatch, errors = filecmp.cmpfiles(args.out, tmp, names, shallow=False)
+            legacy = {e["checkpoint"] for e in json.load(open(os.path.join(tmp, "manifest.json")))
+                      if e["checkpoint_format"] == "torch-legacy"}
+            # legacy pickles are compared by content (their storage keys are object addresses)
+            mismatch = [n for n in mismatch if not (n in legacy and same_checkpoint(
+                os.path.join(args.out, n), torch.load(os.path.join(tmp, n), map_location="cpu", weights_only=True)))]
+            extra = sorted(set(os.listdir(args.out)) - set(names))
+            if mismatch or errors or extra:
+                print(f"fixtures differ: mismatch={mismatch} missing={errors} extra={extra}")
+                return 1
+            print(f"{len(names)} files in {args.out} are identical to a fresh regeneration "
+                  "(bytes; legacy pickles by tensor content)")
+            return 0
+    manifest = generate(args.out)
+    total = 0
+    for name in sorted(os.listdir(args.out)):
+        size = os.path.getsize(os.path.join(args.out, name))
+        total += size
+        print(f"{size:9d}  {name}")
+    print(f"{total:9d}  total ({len(manifest)} cases) in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Shared helpers for the developer-only PyTorch reference tools.
+
+Model definitions written from a reading of the official sources:
+
+* BasicSR ``basicsr/archs/edsr_arch.py`` + ``arch_util.py``
+  (``ResidualBlockNoBN``, ``Upsample``)
+* EDSR-PyTorch ``src/model/edsr.py``, ``src/model/mdsr.py``, ``src/model/common.py``
+  (``MeanShift``, ``ResBlock``, ``Upsampler``, ``default_conv``)
+* Real-ESRGAN ``realesrgan/archs/srvgg_arch.py`` (``SRVGGNetCompact``)
+
+Attribute names and container layouts are chosen so that ``state_dict()`` keys and
+shapes are exactly those of the official modules (the real
+``realesr-animevideov3.pth`` loads with ``strict=True``; see ``parity_real.py``).
+
+This module, like everything in ``tools/``, is never imported by the product or CI.
+"""
+
+import json
+import math
+import struct
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# DIV2K mean used by both BasicSR and EDSR-PyTorch.
+RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+# --------------------------------------------------------------------------
+# BasicSR layout: EDSR
+# --------------------------------------------------------------------------
+
+
+class ResidualBlockNoBN(nn.Module):
+    """conv1 -> ReLU -> conv2, scaled by res_scale, plus identity."""
+
+    def __init__(self, num_feat, res_scale=1.0):
+        super().__init__()
+        self.res_scale = res_scale
+        self.conv1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+
+    def forward(self, x):
+        return x + self.conv2(F.relu(self.conv1(x))) * self.res_scale
+
+
+def basicsr_upsample(scale, num_feat):
+    """BasicSR ``Upsample``: Sequential of (conv, PixelShuffle) pairs.
+
+    Conv modules therefore sit at even indices: ``upsample.0`` (x2, x3),
+    ``upsample.0`` + ``upsample.2`` (x4).
+    """
+    layers = []
+    if scale & (scale - 1) == 0:
+        for _ in range(int(round(math.log2(scale)))):
+            layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
+    elif scale == 3:
+        layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
+    else:
+        raise ValueError(f"unsupported scale {scale}")
+    return nn.Sequential(*layers)
+
+
+class EDSRBasicSR(nn.Module):
+    """BasicSR EDSR. Input in [0,1]; output in [0,1] (nominally).
+
+    The mean is a plain tensor (not a buffer), so it is not in the state dict.
+    """
+
+    def __init__(self, num_feat=64, num_block=16, upscale=4, res_scale=1.0,
+                 img_range=255.0, rgb_mean=RGB_MEAN, num_in_ch=3, num_out_ch=3):
+        super().__init__()
+        self.img_range = img_range
+        self.mean = torch.tensor(rgb_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.body = nn.Sequential(*[ResidualBlockNoBN(num_feat, res_scale) for _ in range(num_block)])
+        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.upsample = basicsr_upsample(upscale, num_feat)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+
+    def forward(self, x):
+        mean = self.mean.to(x.dtype)
+        x = (x - mean) * self.img_range
+        x = self.conv_first(x)
+        res = self.conv_after_body(self.body(x)) + x
+        x = self.conv_last(self.upsample(res))
+        return x / self.img_range + mean
+
+
+# --------------------------------------------------------------------------
+# EDSR-PyTorch layout: EDSR and MDSR
+# --------------------------------------------------------------------------
+
+
+def pt_conv(cin, cout, k, bias=True):
+    """EDSR-PyTorch ``default_conv``: 'same' padding k//2, stride 1."""
+    return nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias)
+
+
+class MeanShift(nn.Conv2d):
+    """1x1 conv with weight eye(3)/std and bias sign*rgb_range*mean/std.
+
+    These are real parameters, so they are in the state dict
+    (``sub_mean.weight`` [3,3,1,1], ``sub_mean.bias`` [3], same for ``add_mean``).
+    """
+
+    def __init__(self, rgb_range, rgb_mean=RGB_MEAN, rgb_std=(1.0, 1.0, 1.0), sign=-1):
+        super().__init__(3, 3, kernel_size=1)
+        std = torch.tensor(rgb_std, dtype=torch.float32)
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(3).view(3, 3, 1, 1) / std.view(3, 1, 1, 1))
+            self.bias.copy_(sign * rgb_range * torch.tensor(rgb_mean, dtype=torch.float32) / std)
+        for p in self.parameters():
+            p.requires_grad = False
+
+
+class PtResBlock(nn.Module):
+    """``common.ResBlock``: body = Sequential(conv, ReLU, conv); out = body(x)*res_scale + x."""
+
+    def __init__(self, n_feats, kernel_size, res_scale=1.0):
+        super().__init__()
+        self.body = nn.Sequential(
+            pt_conv(n_feats, n_feats, kernel_size),
+            nn.ReLU(),
+            pt_conv(n_feats, n_feats, kernel_size),
+        )
+        self.res_scale = res_scale
+
+    def forward(self, x):
+        return self.body(x).mul(self.res_scale) + x
+
+
+def pt_upsampler(scale, n_feats):
+    """``common.Upsampler`` with bn=False, act=False: conv at 0 (and 2 for x4)."""
+    layers = []
+    if scale & (scale - 1) == 0:
+        for _ in range(int(round(math.log2(scale)))):
+            layers += [pt_conv(n_feats, 4 * n_feats, 3), nn.PixelShuffle(2)]
+    elif scale == 3:
+        layers += [pt_conv(n_feats, 9 * n_feats, 3), nn.PixelShuffle(3)]
+    else:
+        raise ValueError(f"unsupported scale {scale}")
+    return nn.Sequential(*layers)
+
+
+class EDSRPyTorch(nn.Module):
+    """EDSR-PyTorch ``model/edsr.py``. Input and output in [0, rgb_range]."""
+
+    def __init__(self, n_feats=64, n_resblocks=16, scale=4, res_scale=1.0, rgb_range=255, n_colors=3):
+        super().__init__()
+        self.sub_mean = MeanShift(rgb_range)
+        self.add_mean = MeanShift(rgb_range, sign=1)
+        self.head = nn.Sequential(pt_conv(n_colors, n_feats, 3))
+        body = [PtResBlock(n_feats, 3, res_scale) for _ in range(n_resblocks)]
+        body.append(pt_conv(n_feats, n_feats, 3))
+        self.body = nn.Sequential(*body)
+        self.tail = nn.Sequential(pt_upsampler(scale, n_feats), pt_conv(n_feats, n_colors, 3))
+
+    def forward(self, x):
+        x = self.head(self.sub_mean(x))
+        res = self.body(x) + x
+        return self.add_mean(self.tail(res))
+
+
+class MDSR(nn.Module):
+    """EDSR-PyTorch ``model/mdsr.py``. Input and output in [0, rgb_range].
+
+    Shared head/body/tail, per-scale ``pre_process`` (two 5x5 ResBlocks) and
+    per-scale ``upsample``. ResBlocks use res_scale 1 (not configurable).
+    """
+
+    def __init__(self, n_feats=64, n_resblocks=16, scales=(2, 3, 4), rgb_range=255, n_colors=3):
+        super().__init__()
+        self.scales = tuple(scales)
+        self.sub_mean = MeanShift(rgb_range)
+        self.head = nn.Sequential(pt_conv(n_colors, n_feats, 3))
+        self.pre_process = nn.ModuleList(
+            [nn.Sequential(PtResBlock(n_feats, 5), PtResBlock(n_feats, 5)) for _ in self.scales]
+        )
+        body = [PtResBlock(n_feats, 3) for _ in range(n_resblocks)]
+        body.append(pt_conv(n_feats, n_feats, 3))
+        self.body = nn.Sequential(*body)
+        self.upsample = nn.ModuleList([pt_upsampler(s, n_feats) for s in self.scales])
+        self.tail = nn.Sequential(pt_conv(n_feats, n_colors, 3))
+        self.add_mean = MeanShift(rgb_range, sign=1)
+        self.scale_idx = 0
+
+    def forward(self, x):
+        i = self.scale_idx
+        x = self.head(self.sub_mean(x))
+        x = self.pre_process[i](x)
+        res = self.body(x) + x
+        x = self.tail(self.upsample[i](res))
+        return self.add_mean(x)
+
+
+# --------------------------------------------------------------------------
+# Real-ESRGAN layout: SRVGGNetCompact
+# --------------------------------------------------------------------------
+
+
+def _srvgg_act(act_type, num_feat):
+    if act_type == "prelu":
+        return nn.PReLU(num_parameters=num_feat)
+    if act_type == "relu":
+        return nn.ReLU()
+    if act_type == "leakyrelu":
+        return nn.LeakyReLU(negative_slope=0.1)
+    raise ValueError(act_type)
+
+
+class SRVGGNetCompact(nn.Module):
+    """Real-ESRGAN compact net. Input [0,1]; output nominally [0,1] (not clamped).
+
+    ``body`` is a flat ModuleList: conv, act, (conv, act) * num_conv, conv.
+    Only PReLU activations own parameters (``body.{odd}.weight``, shape [num_feat]).
+    """
+
+    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16, upscale=4, act_type="prelu"):
+        super().__init__()
+        self.upscale = upscale
+        self.body = nn.ModuleList()
+        self.body.append(nn.Conv2d(num_in_ch, num_feat, 3, 1, 1))
+        self.body.append(_srvgg_act(act_type, num_feat))
+        for _ in range(num_conv):
+            self.body.append(nn.Conv2d(num_feat, num_feat, 3, 1, 1))
+            self.body.append(_srvgg_act(act_type, num_feat))
+        self.body.append(nn.Conv2d(num_feat, num_out_ch * upscale * upscale, 3, 1, 1))
+        self.upsampler = nn.PixelShuffle(upscale)
+
+    def forward(self, x):
+        out = x
+        for layer in self.body:
+            out = layer(out)
+        out = self.upsampler(out)
+        return out + F.interpolate(x, scale_factor=self.upscale, mode="nearest")
+
+
+# --------------------------------------------------------------------------
+# safetensors (written/read by hand: 8-byte LE header length, JSON, raw LE data)
+# --------------------------------------------------------------------------
+
+_ST_DTYPES = {np.dtype("<f4"): "F32", np.dtype("<f8"): "F64"}
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Write ``{name: np.ndarray}`` as safetensors. Deterministic: names sorted."""
+    header = {}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        data = arr.tobytes()
+        header[name] = {
+            "dtype": _ST_DTYPES[arr.dtype],
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    hbytes = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    hbytes += b" " * ((-len(hbytes)) % 8)  # pad so tensor data starts 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hbytes)))
+        f.write(hbytes)
+        for b in blobs:
+            f.write(b)
+
+
+def read_safetensors(path):
+    """Inverse of ``write_safetensors`` (F32/F64 only). Returns (tensors, metadata)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n].decode("utf-8"))
+    meta = header.pop("__metadata__", {})
+    base = 8 + n
+    inv = {v: k for k, v in _ST_DTYPES.items()}
+    out = {}
+    for name, info in header.items():
+        a, b = info["data_offsets"]
+        out[name] = np.frombuffer(raw[base + a:base + b], dtype=inv[info["dtype"]]).reshape(info["shape"])
+    return out, meta
