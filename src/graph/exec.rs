@@ -74,7 +74,14 @@ impl Graph {
                     let skip = skip.map(|s| view(s));
                     // SAFETY: as above; the output slot is distinct from both inputs.
                     unsafe {
-                        shuffle::run_raw(xp, &xl, skip.as_ref().map(|(p, l)| (*p as *const f32, l)), yp, &yl, *r)
+                        shuffle::run_raw(
+                            xp,
+                            &xl,
+                            skip.as_ref().map(|(p, l)| (*p as *const f32, l)),
+                            yp,
+                            &yl,
+                            *r,
+                        )
                     };
                 }
             }

@@ -44,8 +44,13 @@ impl Plan {
         let mut free: Vec<usize> = Vec::new();
         let alloc = |len: usize, free: &mut Vec<usize>, slot_len: &mut Vec<usize>| -> usize {
             // Best fit among free slots; otherwise grow the largest free one; otherwise a new slot.
-            let fit = free.iter().enumerate().filter(|(_, &s)| slot_len[s] >= len).min_by_key(|(_, &s)| slot_len[s]);
-            let pick = fit.or_else(|| free.iter().enumerate().max_by_key(|(_, &s)| slot_len[s])).map(|(i, _)| i);
+            let fit = free
+                .iter()
+                .enumerate()
+                .filter(|(_, &s)| slot_len[s] >= len)
+                .min_by_key(|(_, &s)| slot_len[s]);
+            let pick =
+                fit.or_else(|| free.iter().enumerate().max_by_key(|(_, &s)| slot_len[s])).map(|(i, _)| i);
             match pick {
                 Some(i) => {
                     let s = free.swap_remove(i);
@@ -72,7 +77,11 @@ impl Plan {
                 None => alloc(layouts[y].len(), &mut free, &mut slot_len),
             };
             for v in n.inputs() {
-                if last_use[v] == i && Some(v) != in_place && !free.contains(&slot_of[v]) && slot_of[v] != slot_of[y] {
+                if last_use[v] == i
+                    && Some(v) != in_place
+                    && !free.contains(&slot_of[v])
+                    && slot_of[v] != slot_of[y]
+                {
                     free.push(slot_of[v]);
                 }
             }

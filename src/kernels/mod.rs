@@ -3,5 +3,5 @@
 
 pub mod conv;
 pub mod gemm;
-pub mod simd;
 pub mod shuffle;
+pub mod simd;

@@ -65,7 +65,8 @@ pub fn reference(x: &[f32], h: usize, w: usize, c_out: usize, r: usize) -> Vec<f
     for yy in 0..h * r {
         for xx in 0..w * r {
             for c in 0..c_out {
-                y[(yy * w * r + xx) * c_out + c] = x[((yy / r) * w + xx / r) * cin + c * r * r + (yy % r) * r + xx % r];
+                y[(yy * w * r + xx) * c_out + c] =
+                    x[((yy / r) * w + xx / r) * cin + c * r * r + (yy % r) * r + xx % r];
             }
         }
     }
@@ -92,7 +93,14 @@ mod tests {
             let st = Tensor::from_hwc(h, w, c, 0, &s);
             // SAFETY: as above.
             unsafe {
-                run_raw(xt.data.as_ptr(), &xt.layout, Some((st.data.as_ptr(), &st.layout)), yt.data.as_mut_ptr(), &yl, r)
+                run_raw(
+                    xt.data.as_ptr(),
+                    &xt.layout,
+                    Some((st.data.as_ptr(), &st.layout)),
+                    yt.data.as_mut_ptr(),
+                    &yl,
+                    r,
+                )
             };
             let base = reference(&x, h, w, c, r);
             let got = yt.to_hwc();

@@ -172,7 +172,8 @@ impl Arch {
         // r divides (rounding up).
         fn upsampler(after: usize, scale: usize) -> usize {
             let mut r = after;
-            let stages: Vec<usize> = if scale == 3 { vec![3] } else { vec![2; scale.trailing_zeros() as usize] };
+            let stages: Vec<usize> =
+                if scale == 3 { vec![3] } else { vec![2; scale.trailing_zeros() as usize] };
             for f in stages {
                 r = r.div_ceil(f) + 1;
             }
@@ -259,7 +260,9 @@ impl Arch {
                 res_scale: float("res_scale")?,
                 norm: get_norm(m)?,
             }),
-            other => return Err(format!("unknown architecture '{other}' (known: {})", ARCH_NAMES.join(", "))),
+            other => {
+                return Err(format!("unknown architecture '{other}' (known: {})", ARCH_NAMES.join(", ")))
+            }
         }))
     }
 
@@ -271,10 +274,9 @@ impl Arch {
             (Arch::Edsr(Edsr { res_scale, .. }) | Arch::Mdsr(Mdsr { res_scale, .. }), "res_scale") => {
                 *res_scale = float()?
             }
-            (
-                Arch::Edsr(Edsr { norm, .. }) | Arch::Mdsr(Mdsr { norm, .. }),
-                "img_range" | "rgb_range",
-            ) => norm.range = float()?,
+            (Arch::Edsr(Edsr { norm, .. }) | Arch::Mdsr(Mdsr { norm, .. }), "img_range" | "rgb_range") => {
+                norm.range = float()?
+            }
             (Arch::Edsr(Edsr { norm, .. }) | Arch::Mdsr(Mdsr { norm, .. }), "rgb_mean") => {
                 norm.mean = parse_triple(value).map_err(|e| bad(&e))?
             }
@@ -357,7 +359,8 @@ fn parse_list(s: &str) -> Result<Vec<usize>, String> {
 }
 
 fn parse_triple(s: &str) -> Result<[f32; 3], String> {
-    let v: Vec<f32> = s.split(',').map(|t| t.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let v: Vec<f32> =
+        s.split(',').map(|t| t.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     v.try_into().map_err(|_| format!("'{s}' must be three comma-separated numbers"))
 }
 
@@ -390,7 +393,13 @@ mod tests {
     fn metadata_round_trip() {
         let archs = [
             Arch::Srvgg(Srvgg { num_feat: 64, num_conv: 16, scale: 4, act: SrvggAct::PRelu }),
-            Arch::Edsr(Edsr { num_feat: 256, num_block: 32, scale: 3, res_scale: 0.1, norm: MeanShift::DIV2K }),
+            Arch::Edsr(Edsr {
+                num_feat: 256,
+                num_block: 32,
+                scale: 3,
+                res_scale: 0.1,
+                norm: MeanShift::DIV2K,
+            }),
             Arch::Mdsr(Mdsr {
                 num_feat: 64,
                 num_block: 80,
@@ -406,14 +415,16 @@ mod tests {
 
     #[test]
     fn newer_format_is_refused() {
-        let mut m = Arch::Srvgg(Srvgg { num_feat: 8, num_conv: 1, scale: 2, act: SrvggAct::Relu }).to_metadata();
+        let mut m =
+            Arch::Srvgg(Srvgg { num_feat: 8, num_conv: 1, scale: 2, act: SrvggAct::Relu }).to_metadata();
         m.insert("format_version".into(), "99".into());
         assert!(Arch::from_metadata(&m).unwrap_err().contains("newer"));
     }
 
     #[test]
     fn params() {
-        let mut a = Arch::Edsr(Edsr { num_feat: 8, num_block: 1, scale: 2, res_scale: 1.0, norm: MeanShift::DIV2K });
+        let mut a =
+            Arch::Edsr(Edsr { num_feat: 8, num_block: 1, scale: 2, res_scale: 1.0, norm: MeanShift::DIV2K });
         a.set_param("res_scale", "0.1").unwrap();
         assert!(matches!(&a, Arch::Edsr(e) if e.res_scale == 0.1));
         assert!(a.set_param("num_conv", "3").is_err());

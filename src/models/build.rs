@@ -50,7 +50,14 @@ impl<'a> Builder<'a> {
         Ok(Conv2d::new(self.level, spec, &w, Some(&b), act, slopes.as_deref()))
     }
 
-    pub fn conv(&mut self, x: ValueId, name: &str, cout: usize, k: usize, act: Activation) -> Result<ValueId> {
+    pub fn conv(
+        &mut self,
+        x: ValueId,
+        name: &str,
+        cout: usize,
+        k: usize,
+        act: Activation,
+    ) -> Result<ValueId> {
         let cin = self.graph.channels(x);
         let c = self.load_conv(name, cin, cout, k, act, None)?;
         Ok(self.graph.conv(x, c))
@@ -63,7 +70,14 @@ impl<'a> Builder<'a> {
     }
 
     /// `res + scale·conv(x)`.
-    pub fn conv_res(&mut self, x: ValueId, name: &str, k: usize, res: ValueId, scale: f32) -> Result<ValueId> {
+    pub fn conv_res(
+        &mut self,
+        x: ValueId,
+        name: &str,
+        k: usize,
+        res: ValueId,
+        scale: f32,
+    ) -> Result<ValueId> {
         let cin = self.graph.channels(x);
         let cout = self.graph.channels(res);
         let c = self.load_conv(name, cin, cout, k, Activation::None, None)?;

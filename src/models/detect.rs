@@ -55,7 +55,11 @@ fn upsampler_scale(k: &Keys, prefix: &str, f: usize) -> Result<usize, String> {
         return Ok(3);
     }
     if out != 4 * f {
-        return Err(format!("'{first}' has {out} output channels; a sub-pixel upsampler on {f} features has {} or {}", 4 * f, 9 * f));
+        return Err(format!(
+            "'{first}' has {out} output channels; a sub-pixel upsampler on {f} features has {} or {}",
+            4 * f,
+            9 * f
+        ));
     }
     let stages = k.count(|i| format!("{prefix}.{}.weight", 2 * i));
     Ok(1 << stages)
@@ -79,8 +83,7 @@ pub fn detect(src: &TensorSource, hint: Option<&str>) -> Result<Detected, String
             return r;
         }
     }
-    let first: Vec<String> =
-        entries.iter().take(8).map(|(n, s, _)| format!("{n} {s:?}")).collect();
+    let first: Vec<String> = entries.iter().take(8).map(|(n, s, _)| format!("{n} {s:?}")).collect();
     Err(format!(
         "could not recognise the architecture{}. Supported layouts:\n  {}\nfirst tensors in this file:\n  {}",
         hint.map(|h| format!(" as '{h}'")).unwrap_or_default(),
@@ -98,7 +101,9 @@ fn detect_srvgg(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> 
         let f = s0[0];
         let act = match k.shape("body.1.weight") {
             Some(s) if s == [f] => SrvggAct::PRelu,
-            Some(s) => return Err(format!("body.1.weight has shape {s:?}; a PReLU on {f} features has [{f}]")),
+            Some(s) => {
+                return Err(format!("body.1.weight has shape {s:?}; a PReLU on {f} features has [{f}]"))
+            }
             None => SrvggAct::Relu,
         };
         // Convs sit at even indices; the last one maps F -> 3·s².
@@ -108,12 +113,15 @@ fn detect_srvgg(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> 
         }
         let last = format!("body.{}.weight", 2 * (n_convs - 1));
         let out = k.conv_out(&last).ok_or_else(|| format!("{last} is not a conv weight"))?;
-        let scale = (1..=16).find(|s| 3 * s * s == out).ok_or_else(|| {
-            format!("{last} has {out} output channels, not 3·s² for an integer scale s")
-        })?;
+        let scale = (1..=16)
+            .find(|s| 3 * s * s == out)
+            .ok_or_else(|| format!("{last} has {out} output channels, not 3·s² for an integer scale s"))?;
         let mut notes = Vec::new();
         if act == SrvggAct::Relu {
-            notes.push("no activation weights: assuming ReLU (use --param act=leakyrelu for LeakyReLU models)".into());
+            notes.push(
+                "no activation weights: assuming ReLU (use --param act=leakyrelu for LeakyReLU models)"
+                    .into(),
+            );
         }
         Ok(Detected {
             arch: Arch::Srvgg(Srvgg { num_feat: f, num_conv: n_convs - 2, scale, act }),
@@ -179,7 +187,9 @@ fn mean_shift(src: &TensorSource, prefix: &str, notes: &mut Vec<String>) -> Resu
 }
 
 fn detect_edsr_pytorch(src: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
-    if !(k.has("head.0.weight") && k.has("body.0.body.0.weight") && k.has("tail.0.0.weight")) || k.has("pre_process.0.0.body.0.weight") {
+    if !(k.has("head.0.weight") && k.has("body.0.body.0.weight") && k.has("tail.0.0.weight"))
+        || k.has("pre_process.0.0.body.0.weight")
+    {
         return None;
     }
     Some((|| {
@@ -223,8 +233,9 @@ fn detect_mdsr(src: &TensorSource, k: &Keys) -> Option<Result<Detected, String>>
         let f = k.conv_out("head.0.weight").ok_or("head.0.weight is not a conv")?;
         let num_block = k.count(|i| format!("body.{i}.body.0.weight"));
         let branches = k.count(|i| format!("pre_process.{i}.0.body.0.weight"));
-        let scales: Vec<usize> =
-            (0..branches).map(|i| upsampler_scale(k, &format!("upsample.{i}"), f)).collect::<Result<_, _>>()?;
+        let scales: Vec<usize> = (0..branches)
+            .map(|i| upsampler_scale(k, &format!("upsample.{i}"), f))
+            .collect::<Result<_, _>>()?;
         let mut notes = Vec::new();
         let norm = mean_shift(src, "sub_mean", &mut notes)?;
         Ok(Detected {
@@ -242,7 +253,9 @@ pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
     match arch {
         Arch::Srvgg(a) if a.num_feat == 0 || a.scale == 0 => Err("SRVGG with zero features or scale".into()),
         Arch::Edsr(a) if a.num_feat == 0 => Err("EDSR with zero features".into()),
-        Arch::Mdsr(a) if a.num_feat == 0 || a.scales.is_empty() => Err("MDSR with no features or scales".into()),
+        Arch::Mdsr(a) if a.num_feat == 0 || a.scales.is_empty() => {
+            Err("MDSR with no features or scales".into())
+        }
         Arch::Edsr(_) | Arch::Mdsr(_) if scales.iter().any(|&s| !upsampler_scale_ok(s)) => {
             Err(format!("unsupported upsampling scale in {scales:?} (2^n or 3)"))
         }

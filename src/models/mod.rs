@@ -167,7 +167,12 @@ impl Model {
             layout: self.layout.map(|l| l.name().to_string()),
             scales: self.arch.scales(),
             parameters,
-            receptive_field: self.arch.scales().into_iter().map(|s| (s, self.arch.receptive_field(s))).collect(),
+            receptive_field: self
+                .arch
+                .scales()
+                .into_iter()
+                .map(|s| (s, self.arch.receptive_field(s)))
+                .collect(),
             hyper_parameters: hp,
             notes: self.notes.clone(),
         }

@@ -43,7 +43,9 @@ impl TensorSource {
             Store::Mapped(st) => {
                 st.header().tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.dtype)).collect()
             }
-            Store::Memory(sd) => sd.tensors.iter().map(|(n, t)| (n.clone(), t.shape.clone(), t.dtype)).collect(),
+            Store::Memory(sd) => {
+                sd.tensors.iter().map(|(n, t)| (n.clone(), t.shape.clone(), t.dtype)).collect()
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! each followed by an activation (PReLU layers hold per-channel slopes at the odd indices), a last
 //! conv F->3·s², pixel shuffle, and the nearest-upsampled input added to the result.
 
-use super::arch::{SrvggAct, Srvgg};
+use super::arch::{Srvgg, SrvggAct};
 use super::build::Builder;
 use crate::error::Result;
 use crate::graph::ValueId;

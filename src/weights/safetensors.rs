@@ -82,9 +82,10 @@ pub fn parse_header(head: &[u8], file_len: u64) -> Result<Header, String> {
             continue;
         }
         let e = entry.as_object().ok_or_else(|| format!("tensor '{name}': entry is not an object"))?;
-        let dtype_s = e.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| format!("tensor '{name}': no dtype"))?;
-        let dtype =
-            DType::from_name(dtype_s).ok_or_else(|| format!("tensor '{name}': unsupported dtype {dtype_s}"))?;
+        let dtype_s =
+            e.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| format!("tensor '{name}': no dtype"))?;
+        let dtype = DType::from_name(dtype_s)
+            .ok_or_else(|| format!("tensor '{name}': unsupported dtype {dtype_s}"))?;
         let shape: Vec<usize> = e
             .get("shape")
             .and_then(|s| s.as_array())
@@ -119,8 +120,12 @@ pub fn parse_header(head: &[u8], file_len: u64) -> Result<Header, String> {
         header.tensors.push(TensorInfo { name: name.clone(), dtype, shape, begin, end });
     }
     // Overlapping ranges would let one corrupt file alias tensors; the format forbids it.
-    let mut ranges: Vec<(usize, usize, &str)> =
-        header.tensors.iter().filter(|t| t.end > t.begin).map(|t| (t.begin, t.end, t.name.as_str())).collect();
+    let mut ranges: Vec<(usize, usize, &str)> = header
+        .tensors
+        .iter()
+        .filter(|t| t.end > t.begin)
+        .map(|t| (t.begin, t.end, t.name.as_str()))
+        .collect();
     ranges.sort();
     for w in ranges.windows(2) {
         if w[1].0 < w[0].1 {
@@ -207,7 +212,10 @@ impl SafeTensors {
             .tensors
             .iter()
             .map(|t| {
-                (t.name.clone(), TensorData { dtype: t.dtype, shape: t.shape.clone(), bytes: self.raw(t).to_vec() })
+                (
+                    t.name.clone(),
+                    TensorData { dtype: t.dtype, shape: t.shape.clone(), bytes: self.raw(t).to_vec() },
+                )
             })
             .collect();
         StateDict { tensors, extras: BTreeMap::new() }
@@ -264,7 +272,10 @@ mod tests {
     fn sample() -> Vec<u8> {
         let tensors = vec![
             ("b".to_string(), TensorData::from_f32(vec![3], &[1.0, 2.0, 3.0])),
-            ("a".to_string(), TensorData { dtype: DType::F16, shape: vec![2], bytes: vec![0, 0x3c, 0, 0xc0] }),
+            (
+                "a".to_string(),
+                TensorData { dtype: DType::F16, shape: vec![2], bytes: vec![0, 0x3c, 0, 0xc0] },
+            ),
             ("w".to_string(), TensorData::from_f32(vec![2, 2], &[0.5, -0.5, 4.0, 8.0])),
         ];
         let mut meta = BTreeMap::new();
