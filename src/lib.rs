@@ -2,6 +2,7 @@
 
 pub mod cpu;
 pub mod error;
+pub mod io;
 pub mod kernels;
 pub mod tensor;
 pub mod weights;
