@@ -238,7 +238,19 @@ fn decode_reader<R: BufRead + Seek>(
 
     // What the decoder may allocate while reading headers; PNG takes it at construction.
     let header_budget = limits.max_pixels.saturating_mul(8).saturating_add(DECODER_HEADROOM);
-    let mut decoder = open_decoder(guessed.into_inner(), format, header_budget).map_err(failed)?;
+    let mut reader = guessed.into_inner();
+    let mut complete = true;
+    let mut decoder = if format == ImageFormat::Jpeg {
+        // The JPEG decoder reads the whole stream into memory anyway; reading it here lets us
+        // check that it is complete, which the decoder does not (it pads a cut-off scan with gray).
+        let mut data = Vec::new();
+        reader.read_to_end(&mut data).map_err(read_failed)?;
+        complete = jpeg_has_end(&data);
+        open_decoder(Cursor::new(data), format, header_budget)
+    } else {
+        open_decoder(reader, format, header_budget)
+    }
+    .map_err(failed)?;
     let (width, height) = decoder.dimensions();
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
@@ -248,6 +260,10 @@ fn decode_reader<R: BufRead + Seek>(
             limit: limits.max_pixels,
             flag: "--max-pixels".into(),
         });
+    }
+    // Reported after the pixel limit, which a header alone can exceed.
+    if !complete {
+        return Err(Error::input(name, "truncated JPEG file: no end-of-image marker after the image data"));
     }
     if pixels == 0 {
         return Err(Error::input(
@@ -288,6 +304,31 @@ fn open_decoder<'a, R: BufRead + Seek + 'a>(
         // Only formats accepted by `decode_reader` get here; TIFF is the last one.
         _ => Box::new(TiffDecoder::new(reader)?),
     })
+}
+
+/// Whether a JPEG stream has an EOI marker after its first scan. Walks the marker segments to the
+/// first SOS so that an EOI inside metadata (an EXIF thumbnail is a complete JPEG) is not taken
+/// for the end. Streams too malformed to walk count as complete: the decoder reports those.
+fn jpeg_has_end(data: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 4 <= data.len() {
+        if data[i] != 0xFF {
+            return true;
+        }
+        let marker = data[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte before a marker
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([data[i + 2], data[i + 3]]));
+        if marker == 0xDA {
+            let scan = (i + 2 + len).min(data.len());
+            return data[scan..].windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        i += 2 + len;
+    }
+    // Cut off before the first scan: no image data at all.
+    false
 }
 
 const SUPPORTED: &str = "supported: PNG, JPEG, WebP, BMP, TIFF";

@@ -557,35 +557,79 @@ fn corrupt_png_is_input_error() {
 }
 
 #[test]
-fn every_truncation_of_a_png_is_an_error() {
-    let samples = busy(5, 4, 4, 16);
-    let icc = fake_icc(300);
-    let opts = EncodeOptions { icc: Some(icc), ..EncodeOptions::new(OutFormat::Png) };
-    let png = encode(&view(5, 4, 4, &samples), &opts).unwrap();
-    // The 12-byte IEND chunk only marks the end: with all image data present the decoder does
-    // not need it, and other tools accept such files too.
-    let iend = png.len() - 12;
-    assert_eq!(&png[iend + 4..iend + 8], b"IEND");
-    for len in 0..png.len() {
-        match decode(&png[..len]) {
-            Err(Error::Input { .. }) => {}
-            Ok(img) if len >= iend => assert_eq!(img.samples, samples),
-            other => {
-                panic!("truncated to {len} of {} bytes: expected an Input error, got {other:?}", png.len())
+fn every_truncation_is_an_input_error() {
+    let samples = busy(9, 7, 4, 8);
+    let rgb = busy(9, 7, 3, 8);
+    for format in ALL_FORMATS {
+        let img = if format == OutFormat::Jpeg { view(9, 7, 3, &rgb) } else { view(9, 7, 4, &samples) };
+        let opts = EncodeOptions { icc: Some(fake_icc(300)), ..EncodeOptions::new(format) };
+        let bytes = encode(&img, &opts).unwrap();
+        // Trailers that carry no image data may go missing without harm (other tools accept
+        // that too): PNG's final 12-byte IEND chunk, and the RIFF pad byte after an odd-sized
+        // last WebP chunk. Anything shorter must fail.
+        let complete_from = match format {
+            OutFormat::Png => bytes.len() - 12,
+            OutFormat::Webp => bytes.len() - 1,
+            _ => bytes.len(),
+        };
+        for len in 0..bytes.len() {
+            match decode(&bytes[..len]) {
+                Err(Error::Input { .. }) => {}
+                Ok(back) if len >= complete_from => assert_eq!(back.samples, samples),
+                other => panic!(
+                    "{format} truncated to {len} of {} bytes: expected an Input error, got {other:?}",
+                    bytes.len()
+                ),
             }
         }
+    }
+    // A 16-bit PNG too, cut inside its data.
+    let deep = busy(5, 4, 4, 16);
+    let png = encode(&view(5, 4, 4, &deep), &EncodeOptions::new(OutFormat::Png)).unwrap();
+    for len in 0..png.len() - 12 {
+        assert!(matches!(decode(&png[..len]), Err(Error::Input { .. })), "16-bit PNG truncated to {len}");
     }
 }
 
 #[test]
-fn truncated_files_of_every_format_never_panic() {
+fn jpeg_end_detection_ignores_thumbnail_eoi() {
+    let samples = smooth(16, 16, 3);
+    let jpeg = encode(&view(16, 16, 3, &samples), &EncodeOptions::new(OutFormat::Jpeg)).unwrap();
+    // An APP1 segment holding a complete (tiny) JPEG, as an EXIF thumbnail would.
+    let mut app1 = vec![0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x00, 0xFF, 0xD9];
+    app1.splice(0..0, b"junk".iter().copied());
+    let with_thumb = with_exif_app1(&jpeg, &app1);
+    assert!(decode(&with_thumb).is_ok());
+    let cut = with_thumb.len() - 40;
+    assert!(matches!(decode(&with_thumb[..cut]), Err(Error::Input { .. })));
+    // Data after the EOI marker (seen in the wild) is accepted.
+    let mut trailing = jpeg.clone();
+    trailing.extend_from_slice(&[0; 100]);
+    assert!(decode(&trailing).is_ok());
+}
+
+#[test]
+fn mutated_files_never_panic() {
     let samples = busy(9, 7, 3, 8);
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
     for format in ALL_FORMATS {
         let bytes = encode(&view(9, 7, 3, &samples), &EncodeOptions::new(format)).unwrap();
-        for len in 0..bytes.len() {
-            // Err or (for formats whose decoders pad missing data) Ok, but never a panic.
-            let result = std::panic::catch_unwind(|| decode(&bytes[..len]).map(|_| ()));
-            assert!(result.is_ok(), "{format} truncated to {len} bytes panicked");
+        for round in 0..1500 {
+            let mut m = bytes.clone();
+            for _ in 0..1 + round % 4 {
+                let r = next();
+                let i = r as usize % m.len();
+                m[i] = (r >> 32) as u8;
+            }
+            // Ok or Err, both fine: only a panic fails.
+            let result = std::panic::catch_unwind(|| decode(&m).map(|_| ()));
+            assert!(result.is_ok(), "{format}: mutation round {round} panicked");
         }
     }
 }
