@@ -1,0 +1,339 @@
+//! Atomic file output: write to a temporary file beside the destination, sync it, then rename it
+//! over the destination, so a reader never sees a half-written file and a failed or interrupted
+//! run leaves no partial output behind.
+//!
+//! Temporary files in flight are recorded in a process-wide registry so that the CLI's Ctrl-C
+//! handler can delete them with [`remove_all_temps`] before the process exits (an exiting
+//! process does not run destructors).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+
+/// Writes `path` atomically: `f` writes the content into a buffered temporary file in the same
+/// directory (named `.<file name>.superres-<pid>-<n>.tmp`); on success the file is flushed, synced
+/// to disk and renamed over `path`. If `f` or any later step fails (or panics), the temporary file
+/// is removed and `path` is left untouched, whether it existed before or not.
+///
+/// Missing parent directories are not created: that is the caller's decision. An unwritable or
+/// missing directory gives [`Error::Io`] naming `path`. The new file gets default permissions for
+/// a newly created file; if `path` was a symbolic link, the link itself is replaced.
+pub fn write_atomic(path: &Path, f: impl FnOnce(&mut BufWriter<File>) -> Result<()>) -> Result<()> {
+    let (tmp, file) = TempFile::create(path)?;
+    // Declared after `tmp`, so on an early return or panic the file is closed before the guard
+    // removes it (Windows cannot remove an open file).
+    let mut writer = BufWriter::new(file);
+    f(&mut writer)?;
+    let file = writer.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    // Data must reach the disk before the rename makes it visible; otherwise a crash could leave
+    // an empty or partial file under the final name.
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    drop(file);
+    tmp.persist()
+}
+
+/// Deletes every temporary file that a [`write_atomic`] call in this process currently has in
+/// flight. Meant for a Ctrl-C handler just before it exits the process; the interrupted writes
+/// then fail when they try to rename, which does no harm because the process is exiting.
+pub fn remove_all_temps() {
+    REGISTRY.remove_all();
+}
+
+/// Records an in-flight temporary path so [`remove_all_temps`] deletes it; for writers that
+/// create their temporary files themselves (for example through an external process).
+pub(crate) fn register(path: &Path) {
+    REGISTRY.register(path);
+}
+
+/// Forgets a path recorded with [`register`], once it has been renamed or removed.
+pub(crate) fn unregister(path: &Path) {
+    REGISTRY.unregister(path);
+}
+
+static REGISTRY: Registry = Registry::new();
+
+/// Distinguishes temporary files of concurrent writes to the same destination in one process.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// The set of temporary paths in flight. A type rather than bare statics so tests can use a
+/// private instance without deleting the temporary files of tests running beside them.
+struct Registry {
+    paths: Mutex<Vec<PathBuf>>,
+}
+
+impl Registry {
+    const fn new() -> Self {
+        Registry { paths: Mutex::new(Vec::new()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<PathBuf>> {
+        // A panic while holding the lock cannot leave the list inconsistent (each operation is a
+        // single push or remove), so a poisoned lock is still usable; the Ctrl-C path must not
+        // panic.
+        self.paths.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn register(&self, path: &Path) {
+        self.lock().push(path.to_path_buf());
+    }
+
+    fn unregister(&self, path: &Path) {
+        let mut paths = self.lock();
+        if let Some(i) = paths.iter().rposition(|p| p == path) {
+            paths.swap_remove(i);
+        }
+    }
+
+    fn remove_all(&self) {
+        for path in self.lock().drain(..) {
+            // Best effort: the file may not have been created yet, or already renamed.
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+/// A registered temporary path that is removed on drop unless it was renamed into place.
+struct TempFile {
+    tmp: PathBuf,
+    dest: PathBuf,
+    persisted: bool,
+}
+
+impl TempFile {
+    fn create(dest: &Path) -> Result<(TempFile, File)> {
+        let tmp = temp_path_for(dest)?;
+        // Registered before it exists, so an interrupt between creation and registration cannot
+        // leak it; removing a path that does not exist yet is harmless.
+        register(&tmp);
+        // create_new: never clobber a file that happens to have the same name.
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(file) => Ok((TempFile { tmp, dest: dest.to_path_buf(), persisted: false }, file)),
+            Err(e) => {
+                unregister(&tmp);
+                let dir = tmp.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let reason = format!("cannot create a temporary file in '{}': {e}", dir.display());
+                Err(Error::io(dest, io::Error::new(e.kind(), reason)))
+            }
+        }
+    }
+
+    fn persist(mut self) -> Result<()> {
+        fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        self.persisted = true;
+        unregister(&self.tmp);
+        sync_parent_dir(&self.dest);
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = fs::remove_file(&self.tmp);
+            unregister(&self.tmp);
+        }
+    }
+}
+
+/// `dir/.<name>.superres-<pid>-<n>.tmp` beside `dest`. Hidden so that directory listings and
+/// globs over the output directory do not pick up half-written files.
+fn temp_path_for(dest: &Path) -> Result<PathBuf> {
+    let name = dest.file_name().ok_or_else(|| {
+        Error::io(dest, io::Error::new(io::ErrorKind::InvalidInput, "output path does not name a file"))
+    })?;
+    let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".superres-{}-{n}.tmp", std::process::id()));
+    Ok(match dest.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(tmp_name),
+        _ => PathBuf::from(tmp_name),
+    })
+}
+
+/// Makes the rename itself durable. Best effort: some file systems do not allow syncing a
+/// directory, and the data is already safe in the file.
+fn sync_parent_dir(dest: &Path) {
+    #[cfg(unix)]
+    {
+        let dir = match dest.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dest;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn success_writes_content_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        write_atomic(&dest, |w| w.write_all(b"hello").map_err(|e| Error::io(&dest, e))).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"hello");
+        assert_eq!(entries(dir.path()), ["out.bin"]);
+    }
+
+    #[test]
+    fn replaces_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        fs::write(&dest, b"old content").unwrap();
+        write_atomic(&dest, |w| w.write_all(b"new").map_err(|e| Error::io(&dest, e))).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        assert_eq!(entries(dir.path()), ["out.bin"]);
+    }
+
+    #[test]
+    fn failure_in_writer_removes_temp_and_keeps_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        fs::write(&dest, b"old content").unwrap();
+        let err = write_atomic(&dest, |w| {
+            w.write_all(&[7u8; 100_000]).unwrap();
+            Err(Error::Usage("boom".into()))
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Usage(_)));
+        assert_eq!(fs::read(&dest).unwrap(), b"old content");
+        assert_eq!(entries(dir.path()), ["out.bin"]);
+    }
+
+    #[test]
+    fn failure_without_existing_file_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        let _ = write_atomic(&dest, |_| Err(Error::Interrupted)).unwrap_err();
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn panic_in_writer_removes_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        let result = std::panic::catch_unwind(|| {
+            let _ = write_atomic(&dest, |w| {
+                w.write_all(b"partial").unwrap();
+                w.flush().unwrap();
+                panic!("writer bug");
+            });
+        });
+        assert!(result.is_err());
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn missing_directory_is_io_error_naming_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("no-such-dir").join("out.bin");
+        let err = write_atomic(&dest, |_| Ok(())).unwrap_err();
+        match &err {
+            Error::Io { path, source } => {
+                assert_eq!(path, &dest);
+                assert_eq!(source.kind(), io::ErrorKind::NotFound);
+            }
+            other => panic!("expected Io error, got {other:?}"),
+        }
+        assert!(err.to_string().contains("no-such-dir"), "{err}");
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn destination_is_a_directory_fails_without_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("taken");
+        fs::create_dir(&dest).unwrap();
+        let err = write_atomic(&dest, |w| w.write_all(b"x").map_err(|e| Error::io(&dest, e))).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert_eq!(entries(dir.path()), ["taken"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_only_directory_fails_without_leftovers() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ro = dir.path().join("ro");
+        fs::create_dir(&ro).unwrap();
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+        // Root ignores directory permissions; nothing to test then.
+        if File::create(ro.join("probe")).is_ok() {
+            let _ = fs::remove_file(ro.join("probe"));
+            return;
+        }
+        let dest = ro.join("out.bin");
+        let err = write_atomic(&dest, |_| Ok(())).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(entries(&ro).is_empty());
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn path_without_file_name_is_rejected() {
+        let err = write_atomic(Path::new("/"), |_| Ok(())).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn temp_name_is_hidden_and_beside_destination() {
+        let tmp = temp_path_for(Path::new("a/b/pic.png")).unwrap();
+        assert_eq!(tmp.parent(), Some(Path::new("a/b")));
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(".pic.png.superres-"), "{name}");
+        assert!(name.ends_with(".tmp"), "{name}");
+        let bare = temp_path_for(Path::new("pic.png")).unwrap();
+        assert_eq!(bare.parent(), Some(Path::new("")));
+        assert_ne!(temp_path_for(Path::new("pic.png")).unwrap(), bare);
+    }
+
+    #[test]
+    fn temp_is_registered_while_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        write_atomic(&dest, |_| {
+            let in_flight = REGISTRY.lock().iter().any(|p| p.parent() == Some(dir.path()));
+            assert!(in_flight);
+            Ok(())
+        })
+        .unwrap();
+        assert!(!REGISTRY.lock().iter().any(|p| p.parent() == Some(dir.path())));
+    }
+
+    #[test]
+    fn registry_remove_all_deletes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new();
+        let a = dir.path().join(".a.tmp");
+        let b = dir.path().join(".b.tmp");
+        fs::write(&a, b"a").unwrap();
+        fs::write(&b, b"b").unwrap();
+        registry.register(&a);
+        registry.register(&b);
+        registry.register(&dir.path().join(".never-created.tmp"));
+        registry.unregister(&b);
+        registry.remove_all();
+        assert_eq!(entries(dir.path()), [".b.tmp"]);
+        assert!(registry.lock().is_empty());
+    }
+}
