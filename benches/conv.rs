@@ -51,16 +51,9 @@ fn conv_benches(c: &mut Criterion) {
         for t in threads() {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
             let mut y = Tensor::zeros(h, w, cout, 1);
-            let yl = y.layout;
             g.bench_with_input(BenchmarkId::new(name, format!("{t}t")), &t, |b, _| {
-                pool.install(|| {
-                    b.iter(|| {
-                        let out = conv.forward(&x, 1);
-                        std::hint::black_box(&out);
-                    })
-                })
+                pool.install(|| b.iter(|| conv.forward_into(&x, &mut y)))
             });
-            let _ = (&mut y, yl);
         }
     }
     g.finish();

@@ -90,6 +90,12 @@ impl Conv2d {
         Conv2d { spec, level, act, b, bias, prelu }
     }
 
+    /// A convolution with its geometry but no weights, for planning graphs that are never run.
+    pub fn shape_only(spec: ConvSpec, act: Activation) -> Self {
+        let b = PackedB::pack(CpuLevel::Portable, 0, 0, |_, _| 0.0);
+        Conv2d { spec, level: CpuLevel::Portable, act, b, bias: None, prelu: None }
+    }
+
     pub fn spec(&self) -> &ConvSpec {
         &self.spec
     }
@@ -134,6 +140,7 @@ impl Conv2d {
         res: Option<(*const f32, &Layout, f32)>,
     ) {
         let s = &self.spec;
+        assert_eq!(self.b.k(), s.k(), "a shape-only convolution cannot be run");
         assert!(xl.pad >= s.pad, "input border {} smaller than conv padding {}", xl.pad, s.pad);
         assert_eq!(xl.c, s.cin);
         assert_eq!(yl.c, s.cout);
@@ -185,6 +192,15 @@ impl Conv2d {
         // geometric preconditions.
         unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, None) };
         y
+    }
+
+    /// Run into an existing output tensor (its border is left as it is).
+    pub fn forward_into(&self, x: &Tensor, y: &mut Tensor) {
+        let yl = y.layout;
+        assert_eq!(yl.len(), y.data.len());
+        // SAFETY: both tensors own buffers of exactly their layouts' lengths and are distinct;
+        // `run_raw` checks the geometric preconditions.
+        unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, None) };
     }
 
     /// `res + scale·conv(x)`, written into a new tensor.

@@ -3,5 +3,6 @@
 
 pub mod conv;
 pub mod gemm;
+pub mod resize;
 pub mod shuffle;
 pub mod simd;

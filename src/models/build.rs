@@ -14,11 +14,13 @@ pub(crate) struct Builder<'a> {
     pub graph: Graph,
     /// Canonical names of every tensor used, in order (what a converted file stores).
     pub used: Vec<String>,
+    /// Check shapes but do not read or pack weights (for planning only).
+    pub shape_only: bool,
 }
 
 impl<'a> Builder<'a> {
     pub fn new(src: &'a TensorSource, level: CpuLevel, in_channels: usize) -> Self {
-        Builder { src, level, graph: Graph::new(in_channels), used: Vec::new() }
+        Builder { src, level, graph: Graph::new(in_channels), used: Vec::new(), shape_only: false }
     }
 
     /// Load `{name}.weight` ([cout, cin, k, k]) and `{name}.bias` ([cout]) as a "same" conv;
@@ -35,6 +37,14 @@ impl<'a> Builder<'a> {
         let spec = ConvSpec::same(cin, cout, k);
         let wname = format!("{name}.weight");
         let bname = format!("{name}.bias");
+        if self.shape_only {
+            self.src.expect_shape(&wname, &[cout, cin, k, k])?;
+            self.src.expect_shape(&bname, &[cout])?;
+            if let Some(p) = prelu {
+                self.src.expect_shape(p, &[cout])?;
+            }
+            return Ok(Conv2d::shape_only(spec, act));
+        }
         let w = self.src.expect(&wname, &[cout, cin, k, k])?;
         let b = self.src.expect(&bname, &[cout])?;
         self.used.push(wname);

@@ -6,6 +6,7 @@ pub mod detect;
 mod edsr;
 mod mdsr;
 mod network;
+pub mod registry;
 pub mod source;
 mod srvgg;
 
@@ -156,6 +157,20 @@ impl Model {
         Ok((Network { graph: b.graph, scale, level, in_affine, out_affine }, used))
     }
 
+    /// The graph with shapes but no weights: for memory plans, receptive field and cost without
+    /// reading tensor data. It cannot be run.
+    pub fn shape_graph(&self, scale: Option<usize>) -> Result<crate::graph::Graph> {
+        let scale = self.arch.resolve_scale(scale)?;
+        let mut b = build::Builder::new(&self.src, CpuLevel::Portable, 3);
+        b.shape_only = true;
+        match &self.arch {
+            Arch::Srvgg(a) => srvgg::build(&mut b, a)?,
+            Arch::Edsr(a) => edsr::build(&mut b, a)?,
+            Arch::Mdsr(a) => mdsr::build(&mut b, a, scale)?,
+        }
+        Ok(b.graph)
+    }
+
     /// Summary from the header (shapes) only.
     pub fn info(&self) -> ModelInfo {
         let parameters = self.src.entries().iter().map(|(_, s, _)| s.iter().product::<usize>() as u64).sum();
@@ -176,6 +191,13 @@ impl Model {
             hyper_parameters: hp,
             notes: self.notes.clone(),
         }
+    }
+
+    /// [`Model::info`] with extra notes (e.g. those of the checkpoint this file was made from).
+    pub fn info_with_notes(&self, notes: &[String]) -> ModelInfo {
+        let mut i = self.info();
+        i.notes = notes.to_vec();
+        i
     }
 
     /// Write the model as our safetensors file: canonical tensor names, original dtypes, and the

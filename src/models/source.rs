@@ -74,15 +74,25 @@ impl TensorSource {
         }
     }
 
-    /// A tensor by canonical name, checked against an expected shape.
-    pub fn expect(&self, name: &str, shape: &[usize]) -> Result<Cow<'_, [f32]>> {
+    /// Check that a tensor exists with the expected shape.
+    pub fn expect_shape(&self, name: &str, shape: &[usize]) -> Result<()> {
         match self.shape(name) {
             None => Err(Error::tensor(&self.path, name, format!("missing (expected shape {shape:?})"))),
             Some(s) if s != shape => {
                 Err(Error::tensor(&self.path, name, format!("has shape {s:?}, expected {shape:?}")))
             }
-            Some(_) => self.f32(name),
+            Some(_) => Ok(()),
         }
+    }
+
+    /// A tensor by canonical name, checked against an expected shape.
+    pub fn expect(&self, name: &str, shape: &[usize]) -> Result<Cow<'_, [f32]>> {
+        self.expect_shape(name, shape)?;
+        let v = self.f32(name)?;
+        if let Some(bad) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::tensor(&self.path, name, format!("element {bad} is not finite ({})", v[bad])));
+        }
+        Ok(v)
     }
 
     /// Owned tensors under canonical names (for writing a converted model).

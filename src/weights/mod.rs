@@ -166,21 +166,3 @@ mod tests {
 }
 
 pub mod safetensors;
-pub mod pth {
-    //! Placeholder until the PyTorch reader lands: nothing is recognised as a .pth file.
-    use crate::error::{Error, Result};
-    use std::path::Path;
-
-    pub struct PthFile {
-        pub state: super::StateDict,
-        pub source_key: Option<String>,
-    }
-
-    pub fn is_pth(_head: &[u8]) -> bool {
-        false
-    }
-
-    pub fn read_pth(path: &Path) -> Result<PthFile> {
-        Err(Error::format(path, "PyTorch checkpoints are not supported yet"))
-    }
-}

@@ -1,1 +1,104 @@
-fn main() {}
+//! `superres`: the command-line front end. Argument parsing, progress and exit codes live here;
+//! everything else is the library.
+
+mod info;
+mod progress;
+mod upscale;
+
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+use superres::{CpuLevel, Error};
+
+#[derive(Parser)]
+#[command(name = "superres", version, about = "Image and video super-resolution on the CPU", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upscale images (files, directories, or - for stdin/stdout).
+    Upscale(upscale::UpscaleArgs),
+    /// Convert a checkpoint (.pth or safetensors) into a superres model file.
+    Convert(info::ConvertArgs),
+    /// Describe a model: architecture, scale, parameters, receptive field, memory.
+    Info(info::InfoArgs),
+    /// List the models shipped in the weights folder.
+    Models(info::ModelsArgs),
+}
+
+/// Options shared by every command that loads a model.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Model: a shipped model name (see `superres models`) or a file (.safetensors, .pth).
+    #[arg(short = 'm', long = "model", value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Force the architecture instead of detecting it from the weights.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Override a hyper-parameter the checkpoint does not store (e.g. res_scale=0.1).
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub params: Vec<(String, String)>,
+    /// Scale to run, for multi-scale models.
+    #[arg(short = 's', long, value_name = "N")]
+    pub scale: Option<usize>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+impl ModelArgs {
+    pub fn open(&self) -> superres::Result<superres::models::Model> {
+        let name = self.model.as_deref().unwrap_or(superres::models::registry::DEFAULT_MODEL);
+        let path = superres::models::registry::resolve(name)?;
+        let opts = superres::models::OpenOptions { arch: self.arch.clone(), params: self.params.clone() };
+        superres::models::Model::open_with(&path, &opts)
+    }
+}
+
+/// The CPU level, lowered by `SUPERRES_CPU`; a bad value is reported, not fatal.
+pub fn cpu_level() -> CpuLevel {
+    if let Some(Err(e)) = CpuLevel::env_override() {
+        eprintln!("warning: SUPERRES_CPU: {e}; using {}", CpuLevel::detect());
+    }
+    CpuLevel::effective()
+}
+
+/// Print an error with its chain of causes.
+pub fn report(e: &Error) {
+    eprintln!("error: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        eprintln!("  caused by: {s}");
+        src = s.source();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Upscale(a) => upscale::run(a),
+        Command::Convert(a) => info::convert(a),
+        Command::Info(a) => info::info(a),
+        Command::Models(a) => info::models(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            ExitCode::from(e.exit_code().clamp(1, 255) as u8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

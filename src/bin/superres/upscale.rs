@@ -1,0 +1,173 @@
+//! `superres upscale`.
+
+use crate::progress::Progress;
+use crate::{cpu_level, report, ModelArgs};
+use clap::Args;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+use superres::io::image::{self as img, DecodeLimits, EncodeOptions, OutFormat};
+use superres::pipeline::batch::{self, Job, Sink, Source};
+use superres::pipeline::{AlphaMode, UpscaleOptions, Upscaler};
+use superres::{Error, Result};
+
+#[derive(Args, Debug)]
+pub struct UpscaleArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Input images or directories (`-` reads one image from stdin).
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// More inputs (same as positional INPUT; for ncnn-vulkan style scripts).
+    #[arg(short = 'i', long = "input", value_name = "INPUT")]
+    pub input_opts: Vec<String>,
+    /// Output file, or directory for several inputs (`-` writes to stdout).
+    #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
+    pub output: String,
+    /// Tile edge in input pixels; 0 chooses automatically from --max-mem (whole image if it fits).
+    #[arg(short = 't', long, default_value_t = 0, value_name = "N")]
+    pub tile: usize,
+    /// Context pixels around each tile (default: the model's receptive field, so tiling is exact).
+    #[arg(long, value_name = "P")]
+    pub tile_pad: Option<usize>,
+    /// Activation memory budget for automatic tiling, in MiB.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub max_mem: usize,
+    /// Output bits per sample (default: same as the input).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["8", "16"]))]
+    pub depth: Option<String>,
+    /// Output format (default: from the output's extension; in directory mode, the input's).
+    #[arg(short = 'f', long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// JPEG quality, 1-100 (default 95).
+    #[arg(long, value_name = "Q")]
+    pub quality: Option<u8>,
+    /// How to upscale an alpha channel.
+    #[arg(long, default_value = "bicubic", value_parser = clap::builder::PossibleValuesParser::new(["bicubic", "model"]))]
+    pub alpha: String,
+    /// Worker threads (default: all available cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Redo outputs that already exist (by default they are skipped).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Progress as JSON lines on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Largest input image accepted, in pixels.
+    #[arg(long, value_name = "N")]
+    pub max_pixels: Option<u64>,
+}
+
+pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
+    if let Some(n) = a.threads {
+        if n == 0 {
+            return Err(Error::Usage("--threads must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::Usage(format!("cannot start {n} threads: {e}")))?;
+    }
+    let forced: Option<OutFormat> = a.format.as_deref().map(|f| f.parse::<OutFormat>()).transpose()?;
+    let inputs: Vec<String> = a.inputs.iter().chain(&a.input_opts).cloned().collect();
+    let jobs = batch::plan(&inputs, &a.output, forced)?;
+    let opts = UpscaleOptions {
+        tile: a.tile,
+        tile_pad: a.tile_pad,
+        max_working_bytes: a.max_mem.saturating_mul(1 << 20),
+        alpha: if a.alpha == "model" { AlphaMode::Model } else { AlphaMode::Bicubic },
+        depth: a.depth.as_deref().map(|d| d.parse().expect("validated by clap")),
+    };
+    // Catch format/depth/quality combinations that can never work before any image is read.
+    for j in &jobs {
+        let mut eo = EncodeOptions::new(j.format);
+        eo.quality = a.quality;
+        eo.check(1, 1, 3, opts.depth.unwrap_or(8))?;
+    }
+    let model = a.model.open()?;
+    let net = model.build(cpu_level(), a.model.scale)?;
+    let mut up = Upscaler::new(net, opts);
+    let limits = DecodeLimits { max_pixels: a.max_pixels.unwrap_or(DecodeLimits::default().max_pixels) };
+
+    let mut progress = Progress::new(a.json, a.quiet, jobs.len());
+    let (mut done, mut skipped, mut failed) = (0, 0, 0);
+    let mut first_error: Option<Error> = None;
+    for job in &jobs {
+        let (src, dst) = (job.source.display(), job.sink.display());
+        if let Sink::File(p) = &job.sink {
+            if p.exists() && !a.overwrite {
+                skipped += 1;
+                progress.file(&src, &dst, "skipped", 0.0, None);
+                continue;
+            }
+        }
+        let t0 = Instant::now();
+        match process(&mut up, job, &limits, a.quality, &mut progress) {
+            Ok(()) => {
+                done += 1;
+                progress.file(&src, &dst, "done", t0.elapsed().as_secs_f64(), None);
+            }
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => {
+                failed += 1;
+                progress.file(&src, &dst, "failed", t0.elapsed().as_secs_f64(), Some(&e.to_string()));
+                if jobs.len() == 1 {
+                    return Err(e);
+                }
+                report(&e);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    progress.summary(done, skipped, failed);
+    if failed > 0 {
+        eprintln!("error: {failed} of {} inputs failed", jobs.len());
+        return Ok(ExitCode::from(first_error.map_or(1, |e| e.exit_code().clamp(1, 255) as u8)));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn process(
+    up: &mut Upscaler,
+    job: &Job,
+    limits: &DecodeLimits,
+    quality: Option<u8>,
+    progress: &mut Progress,
+) -> Result<()> {
+    let decoded = match &job.source {
+        Source::File(p) => img::decode_file(p, limits)?,
+        Source::Stdin => {
+            let mut bytes = Vec::new();
+            std::io::stdin().lock().read_to_end(&mut bytes).map_err(|e| Error::io("<stdin>", e))?;
+            img::decode_bytes(&bytes, std::path::Path::new("<stdin>"), limits)?
+        }
+    };
+    let mut eo = EncodeOptions::new(job.format);
+    eo.quality = quality;
+    eo.icc = decoded.icc.clone();
+    // Refuse before spending the compute if this image cannot be written as asked.
+    let s = up.network().scale() as u32;
+    let depth = up.options().depth.unwrap_or(decoded.bit_depth());
+    eo.check(decoded.width.saturating_mul(s), decoded.height.saturating_mul(s), decoded.channels, depth)?;
+    let name = job.source.display();
+    let start = Instant::now();
+    let out = up.upscale_with_progress(&decoded.view(), &mut |d, t| progress.tiles(&name, d, t, start))?;
+    match &job.sink {
+        Sink::File(p) => {
+            if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            img::write_image_atomic(p, &out.view(), &eo)
+        }
+        Sink::Stdout => {
+            let mut buf = Vec::new();
+            img::encode_to_writer(&mut buf, &out.view(), &eo)?;
+            let mut so = std::io::stdout().lock();
+            so.write_all(&buf).and_then(|_| so.flush()).map_err(|e| Error::io("<stdout>", e))
+        }
+    }
+}

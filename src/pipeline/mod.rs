@@ -1,0 +1,9 @@
+//! From images to networks and back: tiling with overlap, pixel conversion straight into and out of
+//! the network's buffers, alpha handling, and directory batches.
+
+pub mod batch;
+pub mod cancel;
+pub mod tile;
+pub mod upscale;
+
+pub use upscale::{AlphaMode, OutputImage, UpscaleOptions, Upscaler};

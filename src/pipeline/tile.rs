@@ -1,0 +1,79 @@
+//! Splitting an image into tiles that overlap by a context margin. Each tile owns a disjoint
+//! rectangle of the image; the owned rectangles cover the image exactly once, and each is run with
+//! up to `pad` pixels of real context on every side (clipped at the image edge, where the network
+//! sees the same zero padding as on a whole image).
+
+/// A tile: the owned rectangle `[y0, y1) x [x0, x1)` and the padded rectangle that is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub y0: usize,
+    pub y1: usize,
+    pub x0: usize,
+    pub x1: usize,
+    pub py0: usize,
+    pub py1: usize,
+    pub px0: usize,
+    pub px1: usize,
+}
+
+impl Tile {
+    pub fn padded_h(&self) -> usize {
+        self.py1 - self.py0
+    }
+
+    pub fn padded_w(&self) -> usize {
+        self.px1 - self.px0
+    }
+}
+
+/// Tiles of at most `tile x tile` owned pixels (`tile == 0` or larger than the image: one tile),
+/// in row-major order.
+pub fn tiles(h: usize, w: usize, tile: usize, pad: usize) -> Vec<Tile> {
+    let th = if tile == 0 { h.max(1) } else { tile };
+    let tw = if tile == 0 { w.max(1) } else { tile };
+    let mut out = Vec::new();
+    for y0 in (0..h).step_by(th) {
+        let y1 = (y0 + th).min(h);
+        for x0 in (0..w).step_by(tw) {
+            let x1 = (x0 + tw).min(w);
+            out.push(Tile {
+                y0,
+                y1,
+                x0,
+                x1,
+                py0: y0.saturating_sub(pad),
+                py1: (y1 + pad).min(h),
+                px0: x0.saturating_sub(pad),
+                px1: (x1 + pad).min(w),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn tiles_cover_the_image_exactly_once(h in 1usize..90, w in 1usize..90, tile in 0usize..40, pad in 0usize..20) {
+            let mut count = vec![0u8; h * w];
+            for t in tiles(h, w, tile, pad) {
+                prop_assert!(t.py0 <= t.y0 && t.y1 <= t.py1 && t.py1 <= h);
+                prop_assert!(t.px0 <= t.x0 && t.x1 <= t.px1 && t.px1 <= w);
+                prop_assert!(t.y0 - t.py0 == pad.min(t.y0) && t.py1 - t.y1 == pad.min(h - t.y1));
+                if tile > 0 {
+                    prop_assert!(t.y1 - t.y0 <= tile && t.x1 - t.x0 <= tile);
+                }
+                for y in t.y0..t.y1 {
+                    for x in t.x0..t.x1 {
+                        count[y * w + x] += 1;
+                    }
+                }
+            }
+            prop_assert!(count.iter().all(|&c| c == 1));
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Upscaling whole images tile by tile. Pixels are converted from 8/16-bit samples straight into
+//! the network's input buffer and from its output buffer straight into the 8/16-bit output image,
+//! so no full-size float copy of either image ever exists.
+
+use super::cancel;
+use super::tile::{tiles, Tile};
+use crate::error::{Error, Result};
+use crate::graph::{Arena, Plan};
+use crate::io::image::{ImageView, Samples, SamplesRef};
+use crate::kernels::resize;
+use crate::models::Network;
+use crate::tensor::Layout;
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// How the alpha channel is upscaled. It is never dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AlphaMode {
+    /// Bicubic interpolation (Keys, a = -0.5): cheap and smooth.
+    #[default]
+    Bicubic,
+    /// Run the alpha plane through the network as a gray image (sharper edges, one more pass).
+    Model,
+}
+
+/// Working memory the automatic tile size aims to stay under (activations of one tile).
+pub const DEFAULT_MAX_WORKING_BYTES: usize = 512 << 20;
+
+#[derive(Clone, Debug)]
+pub struct UpscaleOptions {
+    /// Owned tile edge in input pixels; 0 picks the largest tile that fits `max_working_bytes`
+    /// (the whole image when it fits).
+    pub tile: usize,
+    /// Context around each tile; `None` uses the network's receptive field, which makes tiled
+    /// output identical to untiled output for networks with a finite receptive field.
+    pub tile_pad: Option<usize>,
+    /// Activation memory budget for the automatic tile size.
+    pub max_working_bytes: usize,
+    pub alpha: AlphaMode,
+    /// Output bits per sample (8 or 16); `None` keeps the input's.
+    pub depth: Option<u8>,
+}
+
+impl Default for UpscaleOptions {
+    fn default() -> Self {
+        UpscaleOptions {
+            tile: 0,
+            tile_pad: None,
+            max_working_bytes: DEFAULT_MAX_WORKING_BYTES,
+            alpha: AlphaMode::Bicubic,
+            depth: None,
+        }
+    }
+}
+
+/// An upscaled image (interleaved samples, row-major).
+#[derive(Clone, Debug)]
+pub struct OutputImage {
+    pub width: u32,
+    pub height: u32,
+    pub channels: u8,
+    pub samples: Samples,
+}
+
+impl OutputImage {
+    pub fn view(&self) -> ImageView<'_> {
+        ImageView {
+            width: self.width,
+            height: self.height,
+            channels: self.channels,
+            samples: self.samples.as_ref(),
+        }
+    }
+}
+
+/// Which image channels feed the network's three inputs, and where its output goes.
+#[derive(Clone, Copy)]
+enum Route {
+    /// RGB(A): channels 0..3 in, 0..3 out.
+    Color,
+    /// Gray(A): channel 0 replicated in, luma of the output to channel 0.
+    Gray,
+    /// The alpha channel replicated in, luma of the output to the alpha channel.
+    Alpha,
+}
+
+/// A network plus the reusable state for running it over images.
+pub struct Upscaler {
+    net: Network,
+    opts: UpscaleOptions,
+    arena: Arena,
+    plans: HashMap<(usize, usize), Plan>,
+}
+
+impl Upscaler {
+    pub fn new(net: Network, opts: UpscaleOptions) -> Self {
+        Upscaler { net, opts, arena: Arena::new(), plans: HashMap::new() }
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    pub fn options(&self) -> &UpscaleOptions {
+        &self.opts
+    }
+
+    /// Context margin used around tiles.
+    pub fn tile_pad(&self) -> usize {
+        self.opts.tile_pad.unwrap_or_else(|| self.net.receptive_field())
+    }
+
+    /// The owned tile edge used for an `h x w` image (0 = the whole image in one piece).
+    pub fn tile_size(&self, h: usize, w: usize) -> usize {
+        if self.opts.tile > 0 {
+            return self.opts.tile;
+        }
+        let budget = self.opts.max_working_bytes;
+        let bytes =
+            |th: usize, tw: usize| self.net.plan(th, tw).map(|p| p.arena_bytes()).unwrap_or(usize::MAX);
+        if bytes(h, w) <= budget {
+            return 0;
+        }
+        let pad = self.tile_pad();
+        // Largest multiple of 16 whose padded tile fits the budget (memory grows with the tile).
+        let (mut lo, mut hi) = (1usize, h.max(w).div_ceil(16));
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            let t = mid * 16;
+            if bytes((t + 2 * pad).min(h), (t + 2 * pad).min(w)) <= budget {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo * 16
+    }
+
+    /// Peak activation bytes for an `h x w` image with the chosen tiling.
+    pub fn working_bytes(&self, h: usize, w: usize) -> usize {
+        let pad = self.tile_pad();
+        tiles(h, w, self.tile_size(h, w), pad)
+            .iter()
+            .map(|t| self.net.plan(t.padded_h(), t.padded_w()).map(|p| p.arena_bytes()).unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Upscale an image (gray, gray+alpha, RGB or RGBA; 8 or 16 bits).
+    pub fn upscale(&mut self, img: &ImageView) -> Result<OutputImage> {
+        self.upscale_with_progress(img, &mut |_, _| {})
+    }
+
+    /// As [`Upscaler::upscale`], calling `progress(done, total)` after each tile.
+    pub fn upscale_with_progress(
+        &mut self,
+        img: &ImageView,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<OutputImage> {
+        let (w, h, c) = (img.width as usize, img.height as usize, img.channels as usize);
+        if !(1..=4).contains(&c) {
+            return Err(Error::Usage(format!("{c}-channel images are not supported")));
+        }
+        let expected = w.checked_mul(h).and_then(|p| p.checked_mul(c));
+        let len = match img.samples {
+            SamplesRef::U8(s) => s.len(),
+            SamplesRef::U16(s) => s.len(),
+        };
+        if expected != Some(len) || w == 0 || h == 0 {
+            return Err(Error::Usage(format!("{len} samples for a {w}x{h}x{c} image")));
+        }
+        let s = self.net.scale();
+        let (ow, oh) = (w.checked_mul(s), h.checked_mul(s));
+        let (Some(ow), Some(oh)) = (ow, oh) else {
+            return Err(Error::Usage("output size overflows".into()));
+        };
+        if ow > u32::MAX as usize || oh > u32::MAX as usize {
+            return Err(Error::Usage(format!("output of {ow}x{oh} pixels is too large")));
+        }
+        let depth = self.opts.depth.unwrap_or(match img.samples {
+            SamplesRef::U8(_) => 8,
+            SamplesRef::U16(_) => 16,
+        });
+        let n = ow * oh * c;
+        let mut samples = match depth {
+            8 => Samples::U8(vec![0; n]),
+            16 => Samples::U16(vec![0; n]),
+            d => return Err(Error::Usage(format!("output depth must be 8 or 16, not {d}"))),
+        };
+        let has_alpha = c == 2 || c == 4;
+        let color = if c >= 3 { Route::Color } else { Route::Gray };
+        let mut passes = vec![color];
+        if has_alpha && self.opts.alpha == AlphaMode::Model {
+            passes.push(Route::Alpha);
+        }
+        let tile = self.tile_size(h, w);
+        let tl = tiles(h, w, tile, self.tile_pad());
+        let total = tl.len() * passes.len();
+        let mut done = 0;
+        for route in passes {
+            for t in &tl {
+                cancel::check()?;
+                self.run_tile(img, t, route, &mut samples, c)?;
+                done += 1;
+                progress(done, total);
+            }
+        }
+        if has_alpha && self.opts.alpha == AlphaMode::Bicubic {
+            resize::bicubic_channel(img.samples, w, h, c, c - 1, s, &mut samples);
+        }
+        Ok(OutputImage { width: ow as u32, height: oh as u32, channels: c as u8, samples })
+    }
+
+    fn run_tile(
+        &mut self,
+        img: &ImageView,
+        t: &Tile,
+        route: Route,
+        out: &mut Samples,
+        c: usize,
+    ) -> Result<()> {
+        let key = (t.padded_h(), t.padded_w());
+        if !self.plans.contains_key(&key) {
+            let plan = self.net.plan(key.0, key.1)?;
+            self.plans.insert(key, plan);
+        }
+        let plan = &self.plans[&key];
+        let w = img.width as usize;
+        let s = self.net.scale();
+        let src_ch: [usize; 3] = match route {
+            Route::Color => [0, 1, 2],
+            Route::Gray => [0, 0, 0],
+            Route::Alpha => [c - 1; 3],
+        };
+        let in_aff = self.net.input_affine().to_vec();
+        let out_aff = self.net.output_affine().to_vec();
+        let fill = |buf: &mut [f32], l: &Layout| match img.samples {
+            SamplesRef::U8(px) => fill_tile(buf, l, px, w, c, t, src_ch, &in_aff, 1.0 / 255.0),
+            SamplesRef::U16(px) => fill_tile(buf, l, px, w, c, t, src_ch, &in_aff, 1.0 / 65535.0),
+        };
+        let ow = w * s;
+        let read = |buf: &[f32], l: &Layout| match out {
+            Samples::U8(o) => read_tile(buf, l, o, ow, c, t, s, route, &out_aff, 255.0),
+            Samples::U16(o) => read_tile(buf, l, o, ow, c, t, s, route, &out_aff, 65535.0),
+        };
+        self.net.run_with(plan, &mut self.arena, fill, read);
+        Ok(())
+    }
+}
+
+/// A sample type the pipeline reads and writes.
+pub(crate) trait Sample: Copy + Send + Sync {
+    fn to_f32(self) -> f32;
+    fn from_f32(v: f32) -> Self;
+}
+
+impl Sample for u8 {
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn from_f32(v: f32) -> Self {
+        v as u8
+    }
+}
+
+impl Sample for u16 {
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn from_f32(v: f32) -> Self {
+        v as u16
+    }
+}
+
+/// Quantise a [0,1] value (clamped) to `max` levels, rounding half to even like numpy's `round`,
+/// which the reference implementations use.
+#[inline]
+pub(crate) fn quantize(v: f32, max: f32) -> f32 {
+    (v.clamp(0.0, 1.0) * max).round_ties_even()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fill_tile<T: Sample>(
+    buf: &mut [f32],
+    l: &Layout,
+    px: &[T],
+    w: usize,
+    c: usize,
+    t: &Tile,
+    src_ch: [usize; 3],
+    aff: &[(f32, f32)],
+    inv_max: f32,
+) {
+    for y in t.py0..t.py1 {
+        for x in t.px0..t.px1 {
+            let o = l.offset((y - t.py0) as isize, (x - t.px0) as isize) as usize;
+            let p = &px[(y * w + x) * c..];
+            for k in 0..3 {
+                let (a, b) = aff[k];
+                buf[o + k] = a * (p[src_ch[k]].to_f32() * inv_max) + b;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_tile<T: Sample>(
+    buf: &[f32],
+    l: &Layout,
+    out: &mut [T],
+    ow: usize,
+    c: usize,
+    t: &Tile,
+    s: usize,
+    route: Route,
+    aff: &[(f32, f32)],
+    max: f32,
+) {
+    let (oy0, oy1) = (t.y0 * s, t.y1 * s);
+    let (ox0, ox1) = (t.x0 * s, t.x1 * s);
+    let rows = out[oy0 * ow * c..oy1 * ow * c].par_chunks_mut(ow * c);
+    rows.enumerate().for_each(|(i, row)| {
+        let ty = (oy0 + i - t.py0 * s) as isize;
+        for ox in ox0..ox1 {
+            let o = l.offset(ty, (ox - t.px0 * s) as isize) as usize;
+            let rgb = [0, 1, 2].map(|k| aff[k].0 * buf[o + k] + aff[k].1);
+            let dst = &mut row[ox * c..(ox + 1) * c];
+            match route {
+                Route::Color => {
+                    for k in 0..3 {
+                        dst[k] = T::from_f32(quantize(rgb[k], max));
+                    }
+                }
+                Route::Gray => dst[0] = T::from_f32(quantize(luma(rgb), max)),
+                Route::Alpha => dst[c - 1] = T::from_f32(quantize(luma(rgb), max)),
+            }
+        }
+    });
+}
+
+/// BT.601 luma of clamped RGB, as OpenCV's RGB-to-gray that reference tools use for gray output.
+fn luma(rgb: [f32; 3]) -> f32 {
+    let [r, g, b] = rgb.map(|v| v.clamp(0.0, 1.0));
+    0.299 * r + 0.587 * g + 0.114 * b
+}
