@@ -3,6 +3,8 @@
 //! Readers (safetensors, PyTorch .pth) produce a [`StateDict`]; architecture detection and model
 //! builders consume it.
 
+pub mod pth;
+
 use std::collections::BTreeMap;
 
 /// Element type of a stored tensor.
@@ -99,9 +101,10 @@ pub fn to_f32(dtype: DType, bytes: &[u8], n: usize) -> Result<Vec<f32>, String> 
     Ok(match dtype {
         DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         DType::F16 => bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-        DType::BF16 => {
-            bytes.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect()
-        }
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+            .collect(),
         DType::F64 => bytes
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("chunk of 8")) as f32)
