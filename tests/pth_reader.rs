@@ -224,3 +224,21 @@ fn real_esrgan_animevideov3() {
         f.state.get("body.34.weight").unwrap().to_f32().unwrap().iter().map(|&x| f64::from(x)).sum();
     assert!((sum - -0.46008762748533627).abs() < 1e-9, "{sum}");
 }
+
+/// `PTH_FILE=/path/to/ckpt.pth cargo test --test pth_reader external -- --nocapture` reads
+/// any checkpoint and prints a summary; without the variable it does nothing.
+#[test]
+fn external_file_from_env() {
+    let Some(path) = std::env::var_os("PTH_FILE") else { return };
+    let start = std::time::Instant::now();
+    let f = read_pth(Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
+    let params: usize = f.state.tensors.iter().map(|(_, t)| t.numel()).sum();
+    eprintln!(
+        "{}: {} tensors, {params} elements, key {:?}, extras {:?}, read in {:?}",
+        Path::new(&path).display(),
+        f.state.tensors.len(),
+        f.source_key,
+        f.state.extras,
+        start.elapsed()
+    );
+}
