@@ -27,6 +27,9 @@ const MAX_STACK: usize = 1 << 20;
 const MAX_MEMO: usize = 1 << 22;
 /// Largest number of containers and objects one pickle may create.
 const MAX_NODES: usize = 1 << 22;
+/// Most values stored in containers altogether (a real state dict of 100k tensors needs a few
+/// million): without it a pickle of repeated DUP/APPENDS grows ~30 bytes of memory per byte.
+const MAX_ITEMS: usize = 1 << 24;
 /// Most dimensions a tensor may have.
 const MAX_DIMS: usize = 64;
 /// Longest module or class name a GLOBAL opcode may carry.
@@ -240,6 +243,7 @@ pub fn load(data: &[u8], start: usize) -> Result<Pickle, String> {
         marks: Vec::new(),
         memo: HashMap::new(),
         storages: Vec::new(),
+        items: 0,
     };
     match u.run() {
         Ok(root) => Ok(Pickle { root, heap: u.heap, storages: u.storages, end: u.pos }),
@@ -256,6 +260,8 @@ struct Unpickler<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     storages: Vec<Rc<StorageRef>>,
+    /// Values stored in containers so far, against MAX_ITEMS.
+    items: usize,
 }
 
 impl<'a> Unpickler<'a> {
@@ -337,11 +343,21 @@ impl<'a> Unpickler<'a> {
         self.heap.alloc(node)
     }
 
+    fn count_items(&mut self, n: usize) -> Result<(), String> {
+        self.items += n;
+        if self.items > MAX_ITEMS {
+            return Err(format!("more than {MAX_ITEMS} values in containers"));
+        }
+        Ok(())
+    }
+
     fn new_items(&mut self, items: Vec<Value>, wrap: fn(NodeId) -> Value) -> Result<Value, String> {
+        self.count_items(items.len())?;
         Ok(wrap(self.alloc(Node::Items(items))?))
     }
 
     fn new_dict(&mut self, pairs: Vec<(Value, Value)>) -> Result<Value, String> {
+        self.count_items(2 * pairs.len())?;
         Ok(Value::Dict(self.alloc(Node::Pairs(pairs))?))
     }
 
@@ -570,6 +586,7 @@ impl<'a> Unpickler<'a> {
 
     /// APPEND(S)/ADDITEMS into the list, set or object on top of the stack.
     fn extend(&mut self, items: Vec<Value>) -> Result<(), String> {
+        self.count_items(items.len())?;
         let target = self.top()?.clone();
         match (&target, self.heap.node_mut(&target)) {
             (Value::List(_) | Value::Set(_), Some(Node::Items(v))) => v.extend(items),
@@ -581,6 +598,7 @@ impl<'a> Unpickler<'a> {
 
     /// SETITEM(S) into the dict or object on top of the stack.
     fn set_items(&mut self, pairs: Vec<(Value, Value)>) -> Result<(), String> {
+        self.count_items(2 * pairs.len())?;
         let target = self.top()?.clone();
         match self.heap.node_mut(&target) {
             Some(Node::Pairs(v)) => v.extend(pairs),
@@ -832,6 +850,20 @@ mod tests {
         let pk = load_all(&p).unwrap();
         let o = pk.heap.object(&pk.root).unwrap();
         assert!(matches!(&o.class, Value::Global(g) if g.is("os", "system")));
+    }
+
+    #[test]
+    fn container_growth_is_capped() {
+        // A list, then rounds of MARK, None, DUP x (2^19 - 1), APPENDS.
+        let mut p = vec![0x80, 2, b']'];
+        for _ in 0..(MAX_ITEMS >> 19) + 1 {
+            p.extend(b"(N");
+            p.extend(std::iter::repeat_n(b'2', (1 << 19) - 1));
+            p.push(b'e');
+        }
+        p.push(b'.');
+        let err = load_all(&p).unwrap_err();
+        assert!(err.contains("values in containers"), "{err}");
     }
 
     #[test]
