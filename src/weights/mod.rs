@@ -3,6 +3,8 @@
 //! Readers (safetensors, PyTorch .pth) produce a [`StateDict`]; architecture detection and model
 //! builders consume it.
 
+pub mod pth;
+
 use std::collections::BTreeMap;
 
 /// Element type of a stored tensor.
