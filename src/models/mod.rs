@@ -61,16 +61,16 @@ impl Model {
     }
 
     pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Model> {
-        let mut head = [0u8; 8];
+        let mut head = Vec::with_capacity(512);
         {
             use std::io::Read;
-            let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
-            if n < 8 {
+            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            f.take(512).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
+            if head.len() < 8 {
                 return Err(Error::format(path, "file too short to be a model"));
             }
         }
-        if crate::weights::pth::is_pth(&head) {
+        if crate::weights::pth::looks_like_pth(&head) {
             let pth = crate::weights::pth::read_pth(path)?;
             let mut m = Model::from_state_dict(path, pth.state, opts)?;
             if let Some(k) = pth.source_key {

@@ -48,6 +48,13 @@ pub fn is_pth(bytes: &[u8]) -> bool {
     }
 }
 
+/// Cheap sniff of a file's first bytes (64 are enough): a zip archive or the legacy pickle magic,
+/// or the tar container of PyTorch < 0.4 (given at least 262 bytes). A zip that is not a PyTorch
+/// checkpoint is still reported by [`read_pth`] with a clear error.
+pub fn looks_like_pth(head: &[u8]) -> bool {
+    zip::is_zip(head) || legacy::has_magic(head) || legacy::is_tar(head)
+}
+
 /// Read a checkpoint from disk.
 pub fn read_pth(path: &Path) -> crate::Result<PthFile> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
