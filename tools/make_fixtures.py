@@ -296,11 +296,43 @@ def same_checkpoint(path, ckpt):
     )
 
 
+def cli_png_cases():
+    """The x2 BasicSR EDSR checkpoint run on an 8-bit PNG, for the end-to-end CLI test: the
+    reference is the forward pass on exactly the quantised pixels the PNG holds."""
+    from PIL import Image
+
+    case, seed, (h, w) = "edsr_basicsr_x2_png", 111, (12, 15)
+    model = EDSRBasicSR(num_feat=8, num_block=2, upscale=2, res_scale=1.0)
+    ckpt = torch.load(os.path.join(_OUT, "edsr_basicsr_x2.pth"), map_location="cpu", weights_only=True)
+    model.load_state_dict(ckpt["params"], strict=True)
+    # Weights scaled towards identity-like behaviour are not needed: the CLI clamps to [0,1], and the
+    # test compares clamped values, so saturated pixels simply compare equal.
+    q = torch.round(make_input(seed, h, w) * 255.0)
+    x = q / 255.0
+    png = f"{case}_input.png"
+    Image.fromarray(q[0].permute(1, 2, 0).numpy().astype(np.uint8), "RGB").save(os.path.join(_OUT, png))
+    ref, y32 = forward_pair(model, x)
+    yield dict(
+        case=case, arch="edsr", layout="basicsr", checkpoint="edsr_basicsr_x2.pth",
+        checkpoint_format="torch-zip", scale=2,
+        hparams=dict(num_feat=8, num_block=2, upscale=2, res_scale=1.0),
+        input_range=1, output_range=1, needs_params={"res_scale": 1.0}, state_dict_key="params",
+        png_input=png,
+        notes="Same checkpoint as edsr_basicsr_x2, run on the 8-bit pixels of png_input (input = png/255).",
+        seed=seed,
+    ), None, x, ref, y32, {}
+
+
+_OUT = DEFAULT_OUT  # where generate() is writing; cli_png_cases reads the x2 checkpoint back from it
+
+
 def generate(out_dir):
+    global _OUT
+    _OUT = out_dir
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(0)  # nothing should draw from the global RNG; belt and braces
     manifest = []
-    for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases):
+    for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases, cli_png_cases):
         for entry, ckpt, x, ref, y32, opts in gen():
             if ckpt is not None:
                 path = os.path.join(out_dir, entry["checkpoint"])

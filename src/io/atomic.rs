@@ -37,19 +37,14 @@ pub fn write_atomic(path: &Path, f: impl FnOnce(&mut BufWriter<File>) -> Result<
 }
 
 /// Deletes every temporary file that a [`write_atomic`] call in this process currently has in
-/// flight. Meant for a Ctrl-C handler just before it exits the process; the interrupted writes
-/// then fail when they try to rename, which does no harm because the process is exiting.
+/// flight, and makes every later [`write_atomic`] fail with [`Error::Interrupted`] before it
+/// creates anything. Meant for a Ctrl-C handler just before it exits the process: no temporary
+/// file can appear between this call and the exit.
 pub fn remove_all_temps() {
     REGISTRY.remove_all();
 }
 
-/// Records an in-flight temporary path so [`remove_all_temps`] deletes it; for writers that
-/// create their temporary files themselves (for example through an external process).
-pub(crate) fn register(path: &Path) {
-    REGISTRY.register(path);
-}
-
-/// Forgets a path recorded with [`register`], once it has been renamed or removed.
+/// Forgets a temporary path once it has been renamed into place or removed.
 pub(crate) fn unregister(path: &Path) {
     REGISTRY.unregister(path);
 }
@@ -62,21 +57,41 @@ static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 /// The set of temporary paths in flight. A type rather than bare statics so tests can use a
 /// private instance without deleting the temporary files of tests running beside them.
 struct Registry {
-    paths: Mutex<Vec<PathBuf>>,
+    paths: Mutex<Paths>,
+}
+
+struct Paths {
+    live: Vec<PathBuf>,
+    /// Set by `remove_all`: no new temporary file may be created after it.
+    closed: bool,
+}
+
+impl std::ops::Deref for Paths {
+    type Target = Vec<PathBuf>;
+    fn deref(&self) -> &Vec<PathBuf> {
+        &self.live
+    }
+}
+
+impl std::ops::DerefMut for Paths {
+    fn deref_mut(&mut self) -> &mut Vec<PathBuf> {
+        &mut self.live
+    }
 }
 
 impl Registry {
     const fn new() -> Self {
-        Registry { paths: Mutex::new(Vec::new()) }
+        Registry { paths: Mutex::new(Paths { live: Vec::new(), closed: false }) }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<PathBuf>> {
+    fn lock(&self) -> MutexGuard<'_, Paths> {
         // A panic while holding the lock cannot leave the list inconsistent (each operation is a
         // single push or remove), so a poisoned lock is still usable; the Ctrl-C path must not
         // panic.
         self.paths.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    #[cfg(test)]
     fn register(&self, path: &Path) {
         self.lock().push(path.to_path_buf());
     }
@@ -89,7 +104,9 @@ impl Registry {
     }
 
     fn remove_all(&self) {
-        for path in self.lock().drain(..) {
+        let mut paths = self.lock();
+        paths.closed = true;
+        for path in paths.drain(..) {
             // Best effort: the file may not have been created yet, or already renamed.
             let _ = fs::remove_file(&path);
         }
@@ -106,14 +123,20 @@ struct TempFile {
 impl TempFile {
     fn create(dest: &Path) -> Result<(TempFile, File)> {
         let tmp = temp_path_for(dest)?;
-        // Registered before it exists, so an interrupt between creation and registration cannot
-        // leak it; removing a path that does not exist yet is harmless.
-        register(&tmp);
+        // Created and registered under the registry lock, so a concurrent `remove_all_temps`
+        // either sees and deletes this file or has already closed the registry.
+        let mut paths = REGISTRY.lock();
+        if paths.closed {
+            return Err(Error::Interrupted);
+        }
         // create_new: never clobber a file that happens to have the same name.
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-            Ok(file) => Ok((TempFile { tmp, dest: dest.to_path_buf(), persisted: false }, file)),
+            Ok(file) => {
+                paths.push(tmp.clone());
+                Ok((TempFile { tmp, dest: dest.to_path_buf(), persisted: false }, file))
+            }
             Err(e) => {
-                unregister(&tmp);
+                drop(paths);
                 let dir = tmp.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
                 let reason = format!("cannot create a temporary file in '{}': {e}", dir.display());
                 Err(Error::io(dest, io::Error::new(e.kind(), reason)))

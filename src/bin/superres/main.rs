@@ -79,6 +79,14 @@ pub fn report(e: &Error) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Ctrl-C: delete in-flight temporary files and leave at once (a long convolution would
+    // otherwise delay the exit); finished outputs are complete files, never partial ones.
+    let _ = ctrlc::set_handler(|| {
+        superres::pipeline::cancel::cancel();
+        superres::io::atomic::remove_all_temps();
+        eprintln!("\ninterrupted");
+        std::process::exit(130);
+    });
     let result = match cli.command {
         Command::Upscale(a) => upscale::run(a),
         Command::Convert(a) => info::convert(a),
