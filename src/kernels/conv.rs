@@ -304,6 +304,17 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 40, ..Default::default() })]
+        #[test]
+        fn random_shapes(h in 1usize..14, w in 1usize..20, cin in 1usize..20, cout in 1usize..40,
+                         k in proptest::sample::select(vec![1usize, 3, 5]), stride in 1usize..3, extra_pad in 0usize..2) {
+            let pad = k / 2;
+            let spec = ConvSpec { cin, cout, kh: k, kw: k, stride, pad };
+            check(spec, h, w, pad + extra_pad);
+        }
+    }
+
     #[test]
     fn strided_and_valid() {
         let s2 = ConvSpec { cin: 6, cout: 20, kh: 3, kw: 3, stride: 2, pad: 1 };
