@@ -79,5 +79,103 @@ fn gemm_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conv_benches, gemm_benches);
+/// Why NHWC with an implicit im2col: the same 3x3 64->64 conv on 320x180 (one thread) as
+/// (a) our NHWC direct path, (b) NHWC with the im2col matrix written out, then the packed GEMM,
+/// (c) the classic NCHW im2col + GEMM (output channels as GEMM rows, pixels as columns, so the
+/// im2col matrix is the B operand and must be packed on every call).
+fn layout_benches(c: &mut Criterion) {
+    let level = CpuLevel::effective();
+    let (h, w, cin, cout) = (180usize, 320usize, 64usize, 64usize);
+    let spec = ConvSpec::same(cin, cout, 3);
+    let k = spec.k();
+    let wt = rand_vec(cout * k);
+    let x_hwc = rand_vec(h * w * cin);
+    let conv = Conv2d::new(level, spec, &wt, None, Activation::None, None);
+    let x = Tensor::from_hwc(h, w, cin, 1, &x_hwc);
+    let mut y = Tensor::zeros(h, w, cout, 1);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let mut g = c.benchmark_group(format!("layout/{level}"));
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(2 * spec.macs(h, w)));
+    g.bench_function("nhwc_implicit_im2col", |b| pool.install(|| b.iter(|| conv.forward_into(&x, &mut y))));
+
+    // (b) NHWC, explicit im2col rows [pixel][ky][kx][c], weights packed once.
+    let wk = PackedB::pack(level, k, cout, |kk, o| {
+        let (ci, kx, ky) = (kk % cin, (kk / cin) % 3, kk / (cin * 3));
+        wt[((o * cin + ci) * 3 + ky) * 3 + kx]
+    });
+    let mut col = vec![0.0f32; h * w * k];
+    let mut out = vec![0.0f32; h * w * cout];
+    g.bench_function("nhwc_explicit_im2col_gemm", |b| {
+        pool.install(|| {
+            b.iter(|| {
+                for yy in 0..h {
+                    for xx in 0..w {
+                        let row = &mut col[(yy * w + xx) * k..][..k];
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (sy, sx) = (yy as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                                let dst = &mut row[(ky * 3 + kx) * cin..][..cin];
+                                if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
+                                    dst.fill(0.0);
+                                } else {
+                                    dst.copy_from_slice(
+                                        &x_hwc[(sy as usize * w + sx as usize) * cin..][..cin],
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+                sgemm_packed(level, h * w, &col, k, &wk, &mut out, cout, &Epilogue::NONE)
+            })
+        })
+    });
+
+    // (c) NCHW im2col [c][ky][kx] x [pixel], C[cout x pixels] = W[cout x K] · col.
+    let x_chw: Vec<f32> = (0..cin * h * w).map(|i| x_hwc[(i % (h * w)) * cin + i / (h * w)]).collect();
+    let mut col_t = vec![0.0f32; k * h * w];
+    let mut out_t = vec![0.0f32; cout * h * w];
+    let w_rows: Vec<f32> = wt.clone();
+    g.bench_function("nchw_im2col_gemm", |b| {
+        pool.install(|| {
+            b.iter(|| {
+                for ci in 0..cin {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let r = &mut col_t[((ci * 3 + ky) * 3 + kx) * h * w..][..h * w];
+                            for yy in 0..h {
+                                let sy = yy as isize + ky as isize - 1;
+                                for xx in 0..w {
+                                    let sx = xx as isize + kx as isize - 1;
+                                    r[yy * w + xx] =
+                                        if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
+                                            0.0
+                                        } else {
+                                            x_chw[(ci * h + sy as usize) * w + sx as usize]
+                                        };
+                                }
+                            }
+                        }
+                    }
+                }
+                superres::kernels::gemm::sgemm(
+                    level,
+                    cout,
+                    h * w,
+                    k,
+                    &w_rows,
+                    k,
+                    &col_t,
+                    h * w,
+                    &mut out_t,
+                    h * w,
+                )
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, conv_benches, gemm_benches, layout_benches);
 criterion_main!(benches);

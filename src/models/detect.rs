@@ -262,3 +262,123 @@ pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::source::Store;
+    use crate::weights::{DType, StateDict, TensorData};
+    use std::path::Path;
+
+    /// A state dict with the given shapes and no data: detection reads shapes only.
+    fn shapes(entries: &[(String, Vec<usize>)]) -> TensorSource {
+        let sd = StateDict {
+            tensors: entries
+                .iter()
+                .map(|(n, s)| {
+                    (n.clone(), TensorData { dtype: DType::F32, shape: s.clone(), bytes: Vec::new() })
+                })
+                .collect(),
+            extras: Default::default(),
+        };
+        TensorSource::new(Path::new("mem"), Store::Memory(sd))
+    }
+
+    fn conv(name: &str, o: usize, i: usize, k: usize) -> Vec<(String, Vec<usize>)> {
+        vec![(format!("{name}.weight"), vec![o, i, k, k]), (format!("{name}.bias"), vec![o])]
+    }
+
+    fn edsr_basicsr(f: usize, blocks: usize, scale: usize) -> Vec<(String, Vec<usize>)> {
+        let mut v = conv("conv_first", f, 3, 3);
+        for i in 0..blocks {
+            v.extend(conv(&format!("body.{i}.conv1"), f, f, 3));
+            v.extend(conv(&format!("body.{i}.conv2"), f, f, 3));
+        }
+        v.extend(conv("conv_after_body", f, f, 3));
+        if scale == 3 {
+            v.extend(conv("upsample.0", 9 * f, f, 3));
+        } else {
+            for s in 0..scale.trailing_zeros() as usize {
+                v.extend(conv(&format!("upsample.{}", 2 * s), 4 * f, f, 3));
+            }
+        }
+        v.extend(conv("conv_last", 3, f, 3));
+        v
+    }
+
+    #[test]
+    fn edsr_sizes_scales_and_default_res_scale() {
+        for (f, blocks, scale, res) in
+            [(64, 16, 2, 1.0), (64, 16, 3, 1.0), (256, 32, 4, 0.1), (256, 32, 2, 0.1)]
+        {
+            let d = detect(&shapes(&edsr_basicsr(f, blocks, scale)), None).unwrap();
+            let Arch::Edsr(e) = d.arch else { panic!("not EDSR") };
+            assert_eq!((e.num_feat, e.num_block, e.scale, e.res_scale), (f, blocks, scale, res));
+            assert_eq!(d.layout, Layout::BasicSr);
+        }
+    }
+
+    #[test]
+    fn edsr_pytorch_names_are_renamed() {
+        let (f, nb) = (16, 2);
+        let mut v = conv("head.0", f, 3, 3);
+        for i in 0..nb {
+            v.extend(conv(&format!("body.{i}.body.0"), f, f, 3));
+            v.extend(conv(&format!("body.{i}.body.2"), f, f, 3));
+        }
+        v.extend(conv(&format!("body.{nb}"), f, f, 3));
+        v.extend(conv("tail.0.0", 4 * f, f, 3));
+        v.extend(conv("tail.0.2", 4 * f, f, 3));
+        v.extend(conv("tail.1", 3, f, 3));
+        let d = detect(&shapes(&v), None).unwrap();
+        assert!(matches!(&d.arch, Arch::Edsr(e) if e.scale == 4 && e.num_block == 2));
+        assert_eq!(d.layout, Layout::EdsrPytorch);
+        assert_eq!(d.rename["conv_after_body.weight"], "body.2.weight");
+        assert_eq!(d.rename["upsample.2.bias"], "tail.0.2.bias");
+        assert_eq!(d.rename["conv_last.weight"], "tail.1.weight");
+    }
+
+    #[test]
+    fn srvgg_and_mdsr() {
+        let mut v = conv("body.0", 32, 3, 3);
+        v.push(("body.1.weight".into(), vec![32]));
+        for i in 1..=4 {
+            v.extend(conv(&format!("body.{}", 2 * i), 32, 32, 3));
+            v.push((format!("body.{}.weight", 2 * i + 1), vec![32]));
+        }
+        v.extend(conv("body.10", 27, 32, 3));
+        let d = detect(&shapes(&v), None).unwrap();
+        assert_eq!(d.arch, Arch::Srvgg(Srvgg { num_feat: 32, num_conv: 4, scale: 3, act: SrvggAct::PRelu }));
+
+        let f = 8;
+        let mut m = conv("head.0", f, 3, 3);
+        for i in 0..3 {
+            for b in 0..2 {
+                m.extend(conv(&format!("pre_process.{i}.{b}.body.0"), f, f, 5));
+                m.extend(conv(&format!("pre_process.{i}.{b}.body.2"), f, f, 5));
+            }
+        }
+        m.extend(conv("body.0.body.0", f, f, 3));
+        m.extend(conv("body.0.body.2", f, f, 3));
+        m.extend(conv("body.1", f, f, 3));
+        m.extend(conv("upsample.0.0", 4 * f, f, 3));
+        m.extend(conv("upsample.1.0", 9 * f, f, 3));
+        m.extend(conv("upsample.2.0", 4 * f, f, 3));
+        m.extend(conv("upsample.2.2", 4 * f, f, 3));
+        m.extend(conv("tail.0", 3, f, 3));
+        let d = detect(&shapes(&m), None).unwrap();
+        assert!(matches!(&d.arch, Arch::Mdsr(a) if a.scales == [2, 3, 4] && a.num_block == 1));
+    }
+
+    #[test]
+    fn unknown_or_inconsistent_weights_are_explained() {
+        let e = detect(&shapes(&conv("encoder.layer", 4, 3, 3)), None).unwrap_err();
+        assert!(e.contains("Supported layouts") && e.contains("encoder.layer.weight"), "{e}");
+        let e = detect(&shapes(&edsr_basicsr(8, 1, 2)), Some("srvgg")).unwrap_err();
+        assert!(e.contains("as 'srvgg'"), "{e}");
+        let mut bad = edsr_basicsr(8, 1, 2);
+        bad.retain(|(n, _)| !n.starts_with("upsample"));
+        bad.extend(conv("upsample.0", 5 * 8, 8, 3));
+        assert!(detect(&shapes(&bad), None).unwrap_err().contains("sub-pixel upsampler"));
+    }
+}
