@@ -1,15 +1,15 @@
-//! Memory plan for a concrete input size: each value's NHWC layout (with the zero border its
+//! Memory plan for concrete input sizes: each value's NHWC layout (with the zero border its
 //! consumers need) and the buffer ("slot") it lives in. Slots are reused as soon as a value is
 //! dead, and a residual convolution writes in place over its residual input when that input dies
 //! there, so peak memory is a small multiple of the largest activation.
 
-use super::ir::{Graph, Node, ValueId};
+use super::ir::{Graph, Node};
 use crate::tensor::Layout;
 
 #[derive(Clone, Debug)]
 pub struct Plan {
-    pub h: usize,
-    pub w: usize,
+    /// Size of each graph input.
+    pub input_sizes: Vec<(usize, usize)>,
     pub layouts: Vec<Layout>,
     /// Slot of each value.
     pub slot_of: Vec<usize>,
@@ -18,9 +18,15 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Plan an `h x w` input; `None` if the input is too small for some kernel.
+    /// Plan an `h x w` input (every input that size); `None` if the input is too small for some
+    /// kernel.
     pub fn new(g: &Graph, h: usize, w: usize) -> Option<Plan> {
-        let sizes = g.sizes(h, w)?;
+        Plan::with_inputs(g, &vec![(h, w); g.inputs().len()])
+    }
+
+    /// Plan for the given input sizes (one per graph input).
+    pub fn with_inputs(g: &Graph, input_sizes: &[(usize, usize)]) -> Option<Plan> {
+        let sizes = g.sizes_with(input_sizes)?;
         let nv = g.num_values();
         let mut pad = vec![0usize; nv];
         for n in g.nodes() {
@@ -37,7 +43,9 @@ impl Plan {
                 last_use[v] = i;
             }
         }
-        last_use[g.output()] = usize::MAX;
+        for o in g.outputs() {
+            last_use[o] = usize::MAX;
+        }
 
         let mut slot_of = vec![usize::MAX; nv];
         let mut slot_len: Vec<usize> = Vec::new();
@@ -63,20 +71,28 @@ impl Plan {
                 }
             }
         };
-        slot_of[g.input()] = alloc(layouts[g.input()].len(), &mut free, &mut slot_len);
+        for &i in g.inputs() {
+            slot_of[i] = alloc(layouts[i].len(), &mut free, &mut slot_len);
+        }
+        // An input that nothing reads (possible in a multi-input graph) is free at once.
+        for &i in g.inputs() {
+            if !g.nodes().iter().any(|n| n.inputs().contains(&i)) && !g.outputs().contains(&i) {
+                free.push(slot_of[i]);
+            }
+        }
         for (i, n) in g.nodes().iter().enumerate() {
             let y = n.output();
-            let in_place = match n {
-                Node::Conv { x, res: Some((r, _)), .. } => {
-                    (*r != *x && last_use[*r] == i && layouts[*r] == layouts[y]).then_some(*r)
-                }
-                _ => None,
-            };
+            let ins = n.inputs();
+            let in_place = n.residual().filter(|&r| {
+                // The residual must die here, have the output's layout, and not be read by the
+                // node for anything but the element-wise add.
+                last_use[r] == i && layouts[r] == layouts[y] && ins.iter().filter(|&&v| v == r).count() == 1
+            });
             slot_of[y] = match in_place {
                 Some(r) => slot_of[r],
                 None => alloc(layouts[y].len(), &mut free, &mut slot_len),
             };
-            for v in n.inputs() {
+            for v in ins {
                 if last_use[v] == i
                     && Some(v) != in_place
                     && !free.contains(&slot_of[v])
@@ -86,7 +102,7 @@ impl Plan {
                 }
             }
         }
-        Some(Plan { h, w, layouts, slot_of, slot_len })
+        Some(Plan { input_sizes: input_sizes.to_vec(), layouts, slot_of, slot_len })
     }
 
     /// Bytes of activation memory this plan needs.
@@ -103,7 +119,7 @@ impl Plan {
         self.layouts[g.output()]
     }
 
-    pub fn value_layout(&self, v: ValueId) -> Layout {
+    pub fn value_layout(&self, v: usize) -> Layout {
         self.layouts[v]
     }
 }

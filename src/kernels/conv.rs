@@ -104,6 +104,18 @@ impl Conv2d {
         self.level
     }
 
+    /// The packed weights and the epilogue (bias, activation, PReLU slopes), for kernels that feed
+    /// the same GEMM from another im2col (deformable convolution).
+    pub(crate) fn gemm_parts(&self, res_scale: f32) -> (&PackedB, Epilogue<'_>) {
+        let ep = Epilogue {
+            bias: self.bias.as_ref().map(|b| b.as_slice()),
+            act: self.act,
+            prelu: self.prelu.as_ref().map(|p| p.as_slice()),
+            res_scale,
+        };
+        (&self.b, ep)
+    }
+
     /// Bytes of packed weights.
     pub fn bytes(&self) -> usize {
         self.b.bytes()

@@ -1,8 +1,11 @@
 //! Compute kernels. Each op family has a plain scalar reference next to its SIMD paths; the SIMD
 //! paths are generic over [`simd::Simd`] and instantiated per CPU level.
 
+pub mod attention;
 pub mod conv;
+pub mod deform;
 pub mod gemm;
 pub mod resize;
+pub mod sample;
 pub mod shuffle;
 pub mod simd;

@@ -1,0 +1,510 @@
+//! Deformable convolution (DCNv1 and modulated DCNv2) as a deformable im2col feeding the same
+//! packed GEMM as ordinary convolutions.
+//!
+//! For output pixel p and kernel tap k of deformable group g, the input is sampled bilinearly at
+//! `p·stride - pad + k + Δ(p, g, k)`, optionally multiplied by a mask `sigmoid(m(p, g, k))`. The
+//! offsets come from another tensor in the `torchvision.ops.deform_conv2d` layout: channel
+//! `2·(g·K + k)` is Δy and `2·(g·K + k) + 1` is Δx; for the modulated form the mask logits follow
+//! at channel `2·G·K + g·K + k` (EDVR's `conv_offset` output `cat(o1, o2, mask)` is used as is).
+//!
+//! Two border rules exist, and checkpoints depend on the one they were trained with:
+//! - [`BorderRule::Torchvision`] (BasicSR/EDVR): a sample at (h, w) in (-1, H) x (-1, W) blends
+//!   the in-range corners, out-of-range corners count as 0; anything further out is 0.
+//! - [`BorderRule::Dcnv1`] (the original DCNv1 kernel, TDAN): a sample is 0 unless
+//!   0 <= h < H and 0 <= w < W; otherwise it is bilinear from floor(h), except that when
+//!   floor(h) >= H - 1 the row is clamped to H - 1 without blending (the same for w).
+
+use super::conv::{Conv2d, ConvSpec};
+use super::gemm::{run_line, Activation, KLayout, Line, Ops, SendPtr};
+use crate::cpu::CpuLevel;
+use crate::tensor::{Layout, Tensor};
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BorderRule {
+    Torchvision,
+    Dcnv1,
+}
+
+/// Bilinear sample of one position: the four corner pixels (as offsets from the input base, or
+/// `None` for a zero corner) and their weights, in torchvision's order (top-left, top-right,
+/// bottom-left, bottom-right).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Corners {
+    pub at: [Option<(usize, usize)>; 4],
+    pub w: [f32; 4],
+}
+
+/// Corners and weights of a sample at (h, w) in an `hh x ww` image under `rule`.
+#[inline]
+pub fn corners(rule: BorderRule, h: f32, w: f32, hh: usize, ww: usize) -> Corners {
+    let zero = Corners { at: [None; 4], w: [0.0; 4] };
+    let (hf, wf) = (hh as f32, ww as f32);
+    match rule {
+        BorderRule::Torchvision => {
+            if h <= -1.0 || hf <= h || w <= -1.0 || wf <= w {
+                return zero;
+            }
+            let (h_low, w_low) = (h.floor() as isize, w.floor() as isize);
+            let (h_high, w_high) = (h_low + 1, w_low + 1);
+            let (lh, lw) = (h - h_low as f32, w - w_low as f32);
+            let (hh_, hw_) = (1.0 - lh, 1.0 - lw);
+            let ok = |y: isize, x: isize| {
+                (y >= 0 && x >= 0 && y < hh as isize && x < ww as isize).then_some((y as usize, x as usize))
+            };
+            Corners {
+                at: [ok(h_low, w_low), ok(h_low, w_high), ok(h_high, w_low), ok(h_high, w_high)],
+                w: [hh_ * hw_, hh_ * lw, lh * hw_, lh * lw],
+            }
+        }
+        BorderRule::Dcnv1 => {
+            if !(h >= 0.0 && w >= 0.0 && h < hf && w < wf) {
+                return zero;
+            }
+            let (mut h, mut w) = (h, w);
+            let mut h_low = h.floor() as usize;
+            let mut w_low = w.floor() as usize;
+            let h_high;
+            let w_high;
+            if h_low >= hh - 1 {
+                h_low = hh - 1;
+                h_high = h_low;
+                h = h_low as f32;
+            } else {
+                h_high = h_low + 1;
+            }
+            if w_low >= ww - 1 {
+                w_low = ww - 1;
+                w_high = w_low;
+                w = w_low as f32;
+            } else {
+                w_high = w_low + 1;
+            }
+            let (lh, lw) = (h - h_low as f32, w - w_low as f32);
+            let (hh_, hw_) = (1.0 - lh, 1.0 - lw);
+            Corners {
+                at: [
+                    Some((h_low, w_low)),
+                    Some((h_low, w_high)),
+                    Some((h_high, w_low)),
+                    Some((h_high, w_high)),
+                ],
+                w: [hh_ * hw_, hh_ * lw, lh * hw_, lh * lw],
+            }
+        }
+    }
+}
+
+#[inline]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// A deformable convolution prepared for one CPU level.
+#[derive(Clone, Debug)]
+pub struct DeformConv2d {
+    conv: Conv2d,
+    groups: usize,
+    modulated: bool,
+    rule: BorderRule,
+}
+
+impl DeformConv2d {
+    /// `weight` is OIHW; `groups` deformable groups must divide `cin`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        level: CpuLevel,
+        spec: ConvSpec,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        act: Activation,
+        groups: usize,
+        modulated: bool,
+        rule: BorderRule,
+    ) -> Self {
+        assert!(groups > 0 && spec.cin % groups == 0, "deformable groups must divide the input channels");
+        DeformConv2d { conv: Conv2d::new(level, spec, weight, bias, act, None), groups, modulated, rule }
+    }
+
+    pub fn spec(&self) -> &ConvSpec {
+        self.conv.spec()
+    }
+
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    pub fn modulated(&self) -> bool {
+        self.modulated
+    }
+
+    pub fn rule(&self) -> BorderRule {
+        self.rule
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.conv.bytes()
+    }
+
+    /// Channels the offset (and mask) tensor must have.
+    pub fn offset_channels(&self) -> usize {
+        let k = self.spec().kh * self.spec().kw;
+        (if self.modulated { 3 } else { 2 }) * self.groups * k
+    }
+
+    /// # Safety
+    /// `x` valid for `xl.len()` reads, `off` for `ol.len()` reads (offsets in its first channels as
+    /// described in the module docs; `ol` has the output's spatial size), `y` for `yl.len()` writes
+    /// and not overlapping the inputs; `res` as in [`Conv2d::run_raw`].
+    pub(crate) unsafe fn run_raw(
+        &self,
+        x: *const f32,
+        xl: &Layout,
+        off: *const f32,
+        ol: &Layout,
+        y: *mut f32,
+        yl: &Layout,
+        res: Option<(*const f32, &Layout, f32)>,
+    ) {
+        let s = *self.spec();
+        assert_eq!(xl.c, s.cin);
+        assert_eq!(yl.c, s.cout);
+        assert_eq!(s.out_size(xl.h, xl.w), Some((yl.h, yl.w)), "output size");
+        assert_eq!((ol.h, ol.w), (yl.h, yl.w), "offsets must have the output's size");
+        assert!(
+            ol.c >= self.offset_channels(),
+            "offset tensor has {} channels, need {}",
+            ol.c,
+            self.offset_channels()
+        );
+        if let Some((_, rl, _)) = res {
+            assert_eq!((rl.h, rl.w), (yl.h, yl.w));
+        }
+        let k = s.k();
+        let kl = KLayout::dense(k);
+        let (b, ep) = self.conv.gemm_parts(res.map_or(1.0, |r| r.2));
+        let ops = Ops::new(b, &kl, &ep);
+        let level = self.conv.level();
+        let (xp, op, yp) = (SendPtr(x as *mut f32), SendPtr(off as *mut f32), SendPtr(y));
+        let rp = SendPtr(res.map_or(std::ptr::null(), |r| r.0) as *mut f32);
+        let rl = res.map(|r| *r.1);
+        let (xl, ol) = (*xl, *ol);
+        let this = self;
+        (0..yl.h).into_par_iter().for_each_init(
+            || (vec![0.0f32; yl.w * k], vec![0.0f32; s.cin]),
+            |(col, zeros), oy| {
+                let (xp, op, yp, rp) = (xp, op, yp, rp);
+                fill_row(level, this, xp.0, &xl, op.0, &ol, oy, yl.w, col, zeros);
+                let line = Line {
+                    m: yl.w,
+                    a: col.as_ptr(),
+                    a_rs: k as isize,
+                    c: yp.0.offset(yl.offset(oy as isize, 0)),
+                    c_rs: yl.cs as isize,
+                    res: match rl {
+                        Some(rl) => rp.0.offset(rl.offset(oy as isize, 0)),
+                        None => std::ptr::null(),
+                    },
+                    res_rs: rl.map_or(0, |rl| rl.cs as isize),
+                };
+                run_line(level, &line, &ops, 0..b.panels());
+            },
+        );
+    }
+
+    /// Safe wrapper: output with border `out_pad`.
+    pub fn forward(&self, x: &Tensor, off: &Tensor, out_pad: usize) -> Tensor {
+        let (oh, ow) = self.spec().out_size(x.layout.h, x.layout.w).expect("kernel larger than input");
+        let mut y = Tensor::zeros(oh, ow, self.spec().cout, out_pad);
+        let yl = y.layout;
+        // SAFETY: owned tensors of exactly their layouts' lengths; run_raw checks the geometry.
+        unsafe {
+            self.run_raw(
+                x.data.as_ptr(),
+                &x.layout,
+                off.data.as_ptr(),
+                &off.layout,
+                y.data.as_mut_ptr(),
+                &yl,
+                None,
+            )
+        };
+        y
+    }
+}
+
+/// Fill the deformable im2col of output row `oy`: `col[ox][(ky·kw + kx)·cin + c]`, the K order of
+/// the packed weights.
+#[allow(clippy::too_many_arguments)]
+unsafe fn fill_row(
+    level: CpuLevel,
+    d: &DeformConv2d,
+    x: *const f32,
+    xl: &Layout,
+    off: *const f32,
+    ol: &Layout,
+    oy: usize,
+    ow: usize,
+    col: &mut [f32],
+    zeros: &[f32],
+) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        CpuLevel::Avx512 => fill_row_avx512(d, x, xl, off, ol, oy, ow, col, zeros),
+        #[cfg(target_arch = "x86_64")]
+        CpuLevel::Avx2 => fill_row_avx2(d, x, xl, off, ol, oy, ow, col, zeros),
+        _ => fill_row_generic(d, x, xl, off, ol, oy, ow, col, zeros),
+    }
+}
+
+// The channel loop below is a plain weighted sum of four rows, which LLVM vectorises at the
+// width of whatever target features the calling function enables: these shims give it AVX2 or
+// AVX-512 without hand-written intrinsics.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fill_row_avx2(
+    d: &DeformConv2d,
+    x: *const f32,
+    xl: &Layout,
+    off: *const f32,
+    ol: &Layout,
+    oy: usize,
+    ow: usize,
+    col: &mut [f32],
+    zeros: &[f32],
+) {
+    fill_row_generic(d, x, xl, off, ol, oy, ow, col, zeros)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fill_row_avx512(
+    d: &DeformConv2d,
+    x: *const f32,
+    xl: &Layout,
+    off: *const f32,
+    ol: &Layout,
+    oy: usize,
+    ow: usize,
+    col: &mut [f32],
+    zeros: &[f32],
+) {
+    fill_row_generic(d, x, xl, off, ol, oy, ow, col, zeros)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fill_row_generic(
+    d: &DeformConv2d,
+    x: *const f32,
+    xl: &Layout,
+    off: *const f32,
+    ol: &Layout,
+    oy: usize,
+    ow: usize,
+    col: &mut [f32],
+    zeros: &[f32],
+) {
+    let s = d.spec();
+    let (kh, kw, cin) = (s.kh, s.kw, s.cin);
+    let taps = kh * kw;
+    let cpg = cin / d.groups;
+    let k = taps * cin;
+    let mask_base = 2 * d.groups * taps;
+    for ox in 0..ow {
+        let o = off.offset(ol.offset(oy as isize, ox as isize));
+        let row = &mut col[ox * k..(ox + 1) * k];
+        for g in 0..d.groups {
+            for t in 0..taps {
+                let (ky, kx) = (t / kw, t % kw);
+                let dy = *o.add(2 * (g * taps + t));
+                let dx = *o.add(2 * (g * taps + t) + 1);
+                let m = if d.modulated { sigmoid(*o.add(mask_base + g * taps + t)) } else { 1.0 };
+                let h = (oy * s.stride + ky) as f32 - s.pad as f32 + dy;
+                let w = (ox * s.stride + kx) as f32 - s.pad as f32 + dx;
+                let cr = corners(d.rule, h, w, xl.h, xl.w);
+                let src = |i: usize| -> &[f32] {
+                    match cr.at[i] {
+                        Some((yy, xx)) => std::slice::from_raw_parts(
+                            x.offset(xl.offset(yy as isize, xx as isize)).add(g * cpg),
+                            cpg,
+                        ),
+                        None => &zeros[..cpg],
+                    }
+                };
+                let (p1, p2, p3, p4) = (src(0), src(1), src(2), src(3));
+                let [w1, w2, w3, w4] = cr.w;
+                let dst = &mut row[t * cin + g * cpg..][..cpg];
+                for c in 0..cpg {
+                    let v = w1 * p1[c] + w2 * p2[c] + w3 * p3[c] + w4 * p4[c];
+                    dst[c] = m * v;
+                }
+            }
+        }
+    }
+}
+
+/// Scalar reference over dense HWC data (f64 accumulation of the convolution; sampling as the
+/// kernels do it, in f32): `off` is dense HWC of the output size with at least
+/// `(2 or 3)·groups·K` channels.
+#[allow(clippy::too_many_arguments)]
+pub fn reference(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    off: &[f32],
+    off_c: usize,
+    spec: &ConvSpec,
+    groups: usize,
+    modulated: bool,
+    rule: BorderRule,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (oh, ow) = spec.out_size(h, w).expect("kernel larger than input");
+    let ConvSpec { cin, cout, kh, kw, stride, pad } = *spec;
+    let taps = kh * kw;
+    let cpg = cin / groups;
+    let mut y = vec![0.0f32; oh * ow * cout];
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let o = &off[(oy * ow + ox) * off_c..];
+            // Sampled columns for this pixel.
+            let mut colv = vec![0.0f32; taps * cin];
+            for g in 0..groups {
+                for t in 0..taps {
+                    let (ky, kx) = (t / kw, t % kw);
+                    let (dy, dx) = (o[2 * (g * taps + t)], o[2 * (g * taps + t) + 1]);
+                    let m = if modulated { sigmoid(o[2 * groups * taps + g * taps + t]) } else { 1.0 };
+                    let hh = (oy * stride + ky) as f32 - pad as f32 + dy;
+                    let ww = (ox * stride + kx) as f32 - pad as f32 + dx;
+                    let cr = corners(rule, hh, ww, h, w);
+                    for c in g * cpg..(g + 1) * cpg {
+                        let px = |i: usize| cr.at[i].map_or(0.0, |(yy, xx)| x[(yy * w + xx) * cin + c]);
+                        let v = cr.w[0] * px(0) + cr.w[1] * px(1) + cr.w[2] * px(2) + cr.w[3] * px(3);
+                        colv[t * cin + c] = m * v;
+                    }
+                }
+            }
+            for oc in 0..cout {
+                let mut acc = bias.map_or(0.0, |b| b[oc] as f64);
+                for t in 0..taps {
+                    let (ky, kx) = (t / kw, t % kw);
+                    for c in 0..cin {
+                        acc += colv[t * cin + c] as f64 * weight[((oc * cin + c) * kh + ky) * kw + kx] as f64;
+                    }
+                }
+                y[(oy * ow + ox) * cout + oc] = acc as f32;
+            }
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    #[test]
+    fn border_rules() {
+        // Torchvision: just outside (-1, H) is zero, inside blends in-range corners.
+        let c = corners(BorderRule::Torchvision, -0.5, 0.0, 4, 4);
+        assert_eq!(c.at[0], None);
+        assert_eq!(c.at[2], Some((0, 0)));
+        assert_eq!(c.w[2], 0.5);
+        assert_eq!(corners(BorderRule::Torchvision, -1.0, 0.0, 4, 4).w, [0.0; 4]);
+        // DCNv1: negative is zero; beyond the last row clamps without blending.
+        assert_eq!(corners(BorderRule::Dcnv1, -0.5, 1.0, 4, 4).w, [0.0; 4]);
+        let c = corners(BorderRule::Dcnv1, 3.5, 1.25, 4, 4);
+        assert_eq!(c.at, [Some((3, 1)), Some((3, 2)), Some((3, 1)), Some((3, 2))]);
+        assert_eq!(c.w, [0.75, 0.25, 0.0, 0.0]);
+        let t = corners(BorderRule::Torchvision, 3.5, 1.25, 4, 4);
+        assert_eq!(t.at[2], None, "torchvision drops the out-of-range bottom corners instead");
+    }
+
+    fn check(
+        spec: ConvSpec,
+        h: usize,
+        w: usize,
+        groups: usize,
+        modulated: bool,
+        rule: BorderRule,
+        off_scale: f32,
+    ) {
+        let (oh, ow) = spec.out_size(h, w).unwrap();
+        let taps = spec.kh * spec.kw;
+        let off_c = (if modulated { 3 } else { 2 }) * groups * taps + 1; // one spare channel
+        let x = rand_vec(h * w * spec.cin, 1, 1.0);
+        let off = rand_vec(oh * ow * off_c, 2, off_scale);
+        let wt = rand_vec(spec.cout * spec.k(), 3, 0.5);
+        let bias = rand_vec(spec.cout, 4, 0.1);
+        let want = reference(&x, h, w, &off, off_c, &spec, groups, modulated, rule, &wt, Some(&bias));
+        let xt = Tensor::from_hwc(h, w, spec.cin, 1, &x);
+        let ot = Tensor::from_hwc(oh, ow, off_c, 0, &off);
+        for level in CpuLevel::supported() {
+            let d =
+                DeformConv2d::new(level, spec, &wt, Some(&bias), Activation::None, groups, modulated, rule);
+            let got = d.forward(&xt, &ot, 1).to_hwc();
+            let tol = 2e-5 * (spec.k() as f32).sqrt();
+            for (i, (g, r)) in got.iter().zip(&want).enumerate() {
+                assert!((g - r).abs() <= tol, "{level} {rule:?} mod={modulated} [{i}]: {g} vs {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn matches_reference_on_every_level() {
+        for rule in [BorderRule::Torchvision, BorderRule::Dcnv1] {
+            for modulated in [false, true] {
+                // Offsets up to +-6 px push samples outside small images, exercising both rules.
+                for (h, w) in [(1, 1), (3, 5), (7, 6), (9, 13)] {
+                    check(ConvSpec::same(16, 24, 3), h, w, 8, modulated, rule, 6.0);
+                    check(ConvSpec::same(12, 9, 3), h, w, 3, modulated, rule, 1.5);
+                }
+                check(
+                    ConvSpec { cin: 8, cout: 16, kh: 3, kw: 3, stride: 2, pad: 1 },
+                    11,
+                    8,
+                    2,
+                    modulated,
+                    rule,
+                    2.0,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn zero_offsets_equal_an_ordinary_convolution() {
+        let spec = ConvSpec::same(16, 20, 3);
+        let (h, w) = (6, 9);
+        let x = rand_vec(h * w * 16, 7, 1.0);
+        let wt = rand_vec(spec.cout * spec.k(), 8, 0.5);
+        let plain = super::super::conv::reference(&x, h, w, &spec, &wt, None);
+        let xt = Tensor::from_hwc(h, w, 16, 1, &x);
+        let off = Tensor::zeros(h, w, 2 * 4 * 9, 0);
+        for level in CpuLevel::supported() {
+            for rule in [BorderRule::Torchvision, BorderRule::Dcnv1] {
+                let d = DeformConv2d::new(level, spec, &wt, None, Activation::None, 4, false, rule);
+                let got = d.forward(&xt, &off, 0).to_hwc();
+                for (g, r) in got.iter().zip(&plain) {
+                    assert!((g - r).abs() < 1e-4, "{level} {rule:?}: {g} vs {r}");
+                }
+            }
+        }
+    }
+}
