@@ -129,6 +129,7 @@ impl Graph {
                     Node::TsaCombine { feat, attn, add, .. } => {
                         attention::tsa_combine_raw(cview(*feat), cview(*attn), cview(*add), yp, &yl);
                     }
+                    Node::Add { a, b, .. } => attention::add_raw(cview(*a), cview(*b), yp, &yl),
                 }
             }
         }

@@ -26,6 +26,8 @@ pub enum Node {
     TemporalAttention { embs: Vec<ValueId>, reference: ValueId, feats: Vec<ValueId>, y: ValueId },
     /// `y = feat · sigmoid(attn) · 2 + add` (TSA output).
     TsaCombine { feat: ValueId, attn: ValueId, add: ValueId, y: ValueId },
+    /// `y = a + b`.
+    Add { a: ValueId, b: ValueId, y: ValueId },
 }
 
 impl Node {
@@ -38,7 +40,8 @@ impl Node {
             | Node::Pool { y, .. }
             | Node::Concat { y, .. }
             | Node::TemporalAttention { y, .. }
-            | Node::TsaCombine { y, .. } => *y,
+            | Node::TsaCombine { y, .. }
+            | Node::Add { y, .. } => *y,
         }
     }
 
@@ -54,6 +57,7 @@ impl Node {
                 embs.iter().chain(std::iter::once(reference)).chain(feats).copied().collect()
             }
             Node::TsaCombine { feat, attn, add, .. } => vec![*feat, *attn, *add],
+            Node::Add { a, b, .. } => vec![*a, *b],
         }
     }
 
@@ -199,6 +203,12 @@ impl Graph {
         self.push(c, |y| Node::TsaCombine { feat, attn, add, y })
     }
 
+    pub fn add(&mut self, a: ValueId, b: ValueId) -> ValueId {
+        let c = self.channels[a];
+        assert_eq!(self.channels[b], c, "add channels");
+        self.push(c, |y| Node::Add { a, b, y })
+    }
+
     /// Spatial size of every value when every input is `h x w`; `None` if something does not fit.
     pub fn sizes(&self, h: usize, w: usize) -> Option<Vec<(usize, usize)>> {
         self.sizes_with(&vec![(h, w); self.inputs.len()])
@@ -251,6 +261,7 @@ impl Graph {
                     same(&all)?
                 }
                 Node::TsaCombine { feat, attn, add, .. } => same(&[*feat, *attn, *add])?,
+                Node::Add { a, b, .. } => same(&[*a, *b])?,
             };
             if s[n.output()].0 == 0 || s[n.output()].1 == 0 {
                 return None;

@@ -98,3 +98,25 @@ pub(crate) unsafe fn tsa_combine_raw(
         }
     });
 }
+
+/// `y = a + b`, element-wise.
+///
+/// # Safety
+/// As [`concat_raw`], all three with the same geometry.
+pub(crate) unsafe fn add_raw(a: (*const f32, Layout), b: (*const f32, Layout), y: *mut f32, yl: &Layout) {
+    for (_, l) in [a, b] {
+        assert_eq!((l.h, l.w, l.c), (yl.h, yl.w, yl.c), "add geometry");
+    }
+    let ps = [a, b].map(|(p, l)| (SendPtr(p as *mut f32), l));
+    let yp = SendPtr(y);
+    (0..yl.h).into_par_iter().for_each(|yy| {
+        let yp = yp;
+        for x in 0..yl.w {
+            let [pa, pb] = ps.map(|(p, l)| p.0.offset(l.offset(yy as isize, x as isize)) as *const f32);
+            let d = yp.0.offset(yl.offset(yy as isize, x as isize));
+            for ch in 0..yl.c {
+                *d.add(ch) = *pa.add(ch) + *pb.add(ch);
+            }
+        }
+    });
+}

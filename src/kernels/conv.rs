@@ -9,6 +9,7 @@ use super::gemm::{pad_channels, run_line, Activation, Epilogue, KLayout, Line, O
 use crate::cpu::CpuLevel;
 use crate::tensor::{AlignedVec, Layout, Tensor};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Hyper-parameters of a convolution (square stride and symmetric padding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,12 +48,18 @@ impl ConvSpec {
     }
 }
 
-/// A convolution prepared for one CPU level: packed weights and padded per-channel vectors.
+/// A convolution prepared for one CPU level: packed weights and padded per-channel vectors. The
+/// weights are shared, so a clone (the same layer applied to several frames) costs nothing.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     spec: ConvSpec,
     level: CpuLevel,
     act: Activation,
+    w: Arc<Weights>,
+}
+
+#[derive(Debug)]
+struct Weights {
     b: PackedB,
     bias: Option<AlignedVec>,
     prelu: Option<AlignedVec>,
@@ -87,13 +94,19 @@ impl Conv2d {
             assert_eq!(v.len(), cout);
             pad_channels(v, &b)
         });
-        Conv2d { spec, level, act, b, bias, prelu }
+        Conv2d { spec, level, act, w: Arc::new(Weights { b, bias, prelu }) }
+    }
+
+    /// The same weights with another activation (PReLU needs slopes, so it cannot be chosen here).
+    pub fn with_act(&self, act: Activation) -> Self {
+        assert!(act != Activation::PRelu || self.w.prelu.is_some(), "PReLU needs slopes");
+        Conv2d { act, ..self.clone() }
     }
 
     /// A convolution with its geometry but no weights, for planning graphs that are never run.
     pub fn shape_only(spec: ConvSpec, act: Activation) -> Self {
         let b = PackedB::pack(CpuLevel::Portable, 0, 0, |_, _| 0.0);
-        Conv2d { spec, level: CpuLevel::Portable, act, b, bias: None, prelu: None }
+        Conv2d { spec, level: CpuLevel::Portable, act, w: Arc::new(Weights { b, bias: None, prelu: None }) }
     }
 
     pub fn spec(&self) -> &ConvSpec {
@@ -108,17 +121,17 @@ impl Conv2d {
     /// the same GEMM from another im2col (deformable convolution).
     pub(crate) fn gemm_parts(&self, res_scale: f32) -> (&PackedB, Epilogue<'_>) {
         let ep = Epilogue {
-            bias: self.bias.as_ref().map(|b| b.as_slice()),
+            bias: self.w.bias.as_ref().map(|b| b.as_slice()),
             act: self.act,
-            prelu: self.prelu.as_ref().map(|p| p.as_slice()),
+            prelu: self.w.prelu.as_ref().map(|p| p.as_slice()),
             res_scale,
         };
-        (&self.b, ep)
+        (&self.w.b, ep)
     }
 
     /// Bytes of packed weights.
     pub fn bytes(&self) -> usize {
-        self.b.bytes()
+        self.w.b.bytes()
     }
 
     /// K layout of the implicit im2col for an input of layout `xl`.
@@ -152,7 +165,7 @@ impl Conv2d {
         res: Option<(*const f32, &Layout, f32)>,
     ) {
         let s = &self.spec;
-        assert_eq!(self.b.k(), s.k(), "a shape-only convolution cannot be run");
+        assert_eq!(self.w.b.k(), s.k(), "a shape-only convolution cannot be run");
         assert!(xl.pad >= s.pad, "input border {} smaller than conv padding {}", xl.pad, s.pad);
         assert_eq!(xl.c, s.cin);
         assert_eq!(yl.c, s.cout);
@@ -162,20 +175,15 @@ impl Conv2d {
             assert!(rl.c >= s.cout);
         }
         let kl = self.k_layout(xl);
-        let ep = Epilogue {
-            bias: self.bias.as_ref().map(|b| b.as_slice()),
-            act: self.act,
-            prelu: self.prelu.as_ref().map(|p| p.as_slice()),
-            res_scale: res.map_or(1.0, |r| r.2),
-        };
-        let ops = Ops::new(&self.b, &kl, &ep);
+        let (b, ep) = self.gemm_parts(res.map_or(1.0, |r| r.2));
+        let ops = Ops::new(b, &kl, &ep);
         let stride = s.stride as isize;
         let pad = s.pad as isize;
         let (xp, yp) = (SendPtr(x as *mut f32), SendPtr(y));
         let rp = SendPtr(res.map_or(std::ptr::null(), |r| r.0) as *mut f32);
         let rl = res.map(|r| *r.1);
         let level = self.level;
-        let panels = self.b.panels();
+        let panels = b.panels();
         (0..yl.h).into_par_iter().for_each(|oy| {
             let (xp, yp, rp) = (xp, yp, rp);
             let oy = oy as isize;

@@ -130,6 +130,11 @@ impl DeformConv2d {
         self.conv.spec()
     }
 
+    /// The same (shared) weights with another activation.
+    pub fn with_act(&self, act: Activation) -> Self {
+        DeformConv2d { conv: self.conv.with_act(act), ..self.clone() }
+    }
+
     pub fn groups(&self) -> usize {
         self.groups
     }

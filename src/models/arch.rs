@@ -76,6 +76,8 @@ pub enum Layout {
     BasicSr,
     EdsrPytorch,
     RealEsrgan,
+    /// The model's own official code (TDAN).
+    Official,
 }
 
 impl Layout {
@@ -84,6 +86,7 @@ impl Layout {
             Layout::BasicSr => "basicsr",
             Layout::EdsrPytorch => "edsr-pytorch",
             Layout::RealEsrgan => "real-esrgan",
+            Layout::Official => "official",
         }
     }
 
@@ -92,6 +95,7 @@ impl Layout {
             "basicsr" => Layout::BasicSr,
             "edsr-pytorch" => Layout::EdsrPytorch,
             "real-esrgan" => Layout::RealEsrgan,
+            "official" => Layout::Official,
             _ => return None,
         })
     }
@@ -119,15 +123,42 @@ pub struct Mdsr {
     pub norm: MeanShift,
 }
 
+/// EDVR (BasicSR layout): PCD alignment with modulated deformable convolutions, TSA fusion.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Edvr {
+    pub num_feat: usize,
+    pub num_frame: usize,
+    pub deformable_groups: usize,
+    pub num_extract_block: usize,
+    pub num_reconstruct_block: usize,
+    pub center_frame_idx: usize,
+    pub with_tsa: bool,
+    pub with_predeblur: bool,
+    /// HR input (the deblurring models): output size = input size.
+    pub hr_in: bool,
+}
+
+/// TDAN (official layout): deformable alignment of each supporting frame, then reconstruction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tdan {
+    pub num_feat: usize,
+    pub num_frame: usize,
+    pub deformable_groups: usize,
+    pub num_extract_block: usize,
+    pub num_reconstruct_block: usize,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arch {
     Srvgg(Srvgg),
     Edsr(Edsr),
     Mdsr(Mdsr),
+    Edvr(Edvr),
+    Tdan(Tdan),
 }
 
 /// Names accepted by `--arch` and written as `arch` in metadata.
-pub const ARCH_NAMES: &[&str] = &["srvgg", "edsr", "mdsr"];
+pub const ARCH_NAMES: &[&str] = &["srvgg", "edsr", "mdsr", "edvr", "tdan"];
 
 impl Arch {
     pub fn name(&self) -> &'static str {
@@ -135,6 +166,22 @@ impl Arch {
             Arch::Srvgg(_) => "srvgg",
             Arch::Edsr(_) => "edsr",
             Arch::Mdsr(_) => "mdsr",
+            Arch::Edvr(_) => "edvr",
+            Arch::Tdan(_) => "tdan",
+        }
+    }
+
+    /// Whether the model works on windows of frames (`superres video`).
+    pub fn is_video(&self) -> bool {
+        matches!(self, Arch::Edvr(_) | Arch::Tdan(_))
+    }
+
+    /// Frames in a window (1 for single-image models).
+    pub fn num_frames(&self) -> usize {
+        match self {
+            Arch::Edvr(a) => a.num_frame,
+            Arch::Tdan(a) => a.num_frame,
+            _ => 1,
         }
     }
 
@@ -144,6 +191,8 @@ impl Arch {
             Arch::Srvgg(a) => vec![a.scale],
             Arch::Edsr(a) => vec![a.scale],
             Arch::Mdsr(a) => a.scales.clone(),
+            Arch::Edvr(a) => vec![if a.hr_in { 1 } else { 4 }],
+            Arch::Tdan(_) => vec![4],
         }
     }
 
@@ -166,8 +215,9 @@ impl Arch {
         }
     }
 
-    /// Radius of the receptive field in input pixels at `scale` (see `Graph::receptive_field`).
-    pub fn receptive_field(&self, scale: usize) -> usize {
+    /// Radius of the receptive field in input pixels at `scale` (see `Graph::receptive_field`);
+    /// `None` when unbounded (deformable convolutions sample wherever their offsets point).
+    pub fn receptive_field(&self, scale: usize) -> Option<usize> {
         // Back-propagate a radius through the upsampler: conv at HR adds 1, each pixel shuffle by
         // r divides (rounding up).
         fn upsampler(after: usize, scale: usize) -> usize {
@@ -179,11 +229,12 @@ impl Arch {
             }
             r
         }
-        match self {
+        Some(match self {
             Arch::Srvgg(a) => a.num_conv + 2,
             Arch::Edsr(a) => upsampler(1, scale) + 1 + 2 * a.num_block + 1,
             Arch::Mdsr(a) => upsampler(1, scale) + 1 + 2 * a.num_block + 2 * 4 + 1,
-        }
+            Arch::Edvr(_) | Arch::Tdan(_) => return None,
+        })
     }
 
     /// Hyper-parameters as metadata strings (arch, scale and format version included).
@@ -216,6 +267,26 @@ impl Arch {
                 put("res_scale", a.res_scale.to_string());
                 put_norm(&mut m, &a.norm);
             }
+            Arch::Edvr(a) => {
+                put("scale", self.scales()[0].to_string());
+                put("num_feat", a.num_feat.to_string());
+                put("num_frame", a.num_frame.to_string());
+                put("deformable_groups", a.deformable_groups.to_string());
+                put("num_extract_block", a.num_extract_block.to_string());
+                put("num_reconstruct_block", a.num_reconstruct_block.to_string());
+                put("center_frame_idx", a.center_frame_idx.to_string());
+                put("with_tsa", a.with_tsa.to_string());
+                put("with_predeblur", a.with_predeblur.to_string());
+                put("hr_in", a.hr_in.to_string());
+            }
+            Arch::Tdan(a) => {
+                put("scale", "4".into());
+                put("num_feat", a.num_feat.to_string());
+                put("num_frame", a.num_frame.to_string());
+                put("deformable_groups", a.deformable_groups.to_string());
+                put("num_extract_block", a.num_extract_block.to_string());
+                put("num_reconstruct_block", a.num_reconstruct_block.to_string());
+            }
         }
         m
     }
@@ -239,6 +310,9 @@ impl Arch {
         let float = |k: &str| -> Result<f32, String> {
             get(k)?.parse().map_err(|_| format!("metadata '{k}' is not a number"))
         };
+        let flag = |k: &str| -> Result<bool, String> {
+            get(k)?.parse().map_err(|_| format!("metadata '{k}' must be true or false"))
+        };
         Ok(Some(match arch.as_str() {
             "srvgg" => Arch::Srvgg(Srvgg {
                 num_feat: num("num_feat")?,
@@ -259,6 +333,24 @@ impl Arch {
                 scales: parse_list(get("scales")?)?,
                 res_scale: float("res_scale")?,
                 norm: get_norm(m)?,
+            }),
+            "edvr" => Arch::Edvr(Edvr {
+                num_feat: num("num_feat")?,
+                num_frame: num("num_frame")?,
+                deformable_groups: num("deformable_groups")?,
+                num_extract_block: num("num_extract_block")?,
+                num_reconstruct_block: num("num_reconstruct_block")?,
+                center_frame_idx: num("center_frame_idx")?,
+                with_tsa: flag("with_tsa")?,
+                with_predeblur: flag("with_predeblur")?,
+                hr_in: flag("hr_in")?,
+            }),
+            "tdan" => Arch::Tdan(Tdan {
+                num_feat: num("num_feat")?,
+                num_frame: num("num_frame")?,
+                deformable_groups: num("deformable_groups")?,
+                num_extract_block: num("num_extract_block")?,
+                num_reconstruct_block: num("num_reconstruct_block")?,
             }),
             other => {
                 return Err(format!("unknown architecture '{other}' (known: {})", ARCH_NAMES.join(", ")))
@@ -283,6 +375,13 @@ impl Arch {
             (Arch::Edsr(Edsr { norm, .. }) | Arch::Mdsr(Mdsr { norm, .. }), "rgb_std") => {
                 norm.std = parse_triple(value).map_err(|e| bad(&e))?
             }
+            (Arch::Edvr(a), "center_frame_idx") => {
+                let c: usize = value.parse().map_err(|_| bad("not a frame index"))?;
+                if c >= a.num_frame {
+                    return Err(bad(&format!("the window has {} frames", a.num_frame)));
+                }
+                a.center_frame_idx = c;
+            }
             (Arch::Srvgg(a), "act") => {
                 let act = SrvggAct::parse(value).ok_or_else(|| bad("expected prelu, relu or leakyrelu"))?;
                 if (act == SrvggAct::PRelu) != (a.act == SrvggAct::PRelu) {
@@ -305,6 +404,8 @@ impl Arch {
         match self {
             Arch::Srvgg(_) => &["act"],
             Arch::Edsr(_) | Arch::Mdsr(_) => &["res_scale", "img_range", "rgb_mean", "rgb_std"],
+            Arch::Edvr(_) => &["center_frame_idx"],
+            Arch::Tdan(_) => &[],
         }
     }
 
@@ -339,6 +440,24 @@ impl fmt::Display for Arch {
                 a.num_feat,
                 a.num_block,
                 a.res_scale
+            ),
+            Arch::Edvr(a) => write!(
+                f,
+                "EDVR x{} ({} features, {} frames, {} extract / {} reconstruct blocks, {} deformable groups{}{}{})",
+                self.scales()[0],
+                a.num_feat,
+                a.num_frame,
+                a.num_extract_block,
+                a.num_reconstruct_block,
+                a.deformable_groups,
+                if a.with_tsa { ", TSA" } else { ", no TSA" },
+                if a.with_predeblur { ", pre-deblur" } else { "" },
+                if a.hr_in { ", HR input" } else { "" }
+            ),
+            Arch::Tdan(a) => write!(
+                f,
+                "TDAN x4 ({} features, {} frames, {} extract / {} reconstruct blocks, {} deformable groups)",
+                a.num_feat, a.num_frame, a.num_extract_block, a.num_reconstruct_block, a.deformable_groups
             ),
         }
     }
@@ -407,6 +526,18 @@ mod tests {
                 res_scale: 1.0,
                 norm: MeanShift { range: 1.0, mean: [0.5, 0.25, 0.125], std: [1.0, 2.0, 0.5] },
             }),
+            Arch::Edvr(Edvr {
+                num_feat: 128,
+                num_frame: 5,
+                deformable_groups: 8,
+                num_extract_block: 5,
+                num_reconstruct_block: 40,
+                center_frame_idx: 2,
+                with_tsa: true,
+                with_predeblur: true,
+                hr_in: false,
+            }),
+            Arch::Tdan(Tdan { num_feat: 64, num_frame: 5, deformable_groups: 8, num_extract_block: 5, num_reconstruct_block: 10 }),
         ];
         for a in archs {
             assert_eq!(Arch::from_metadata(&a.to_metadata()).unwrap(), Some(a.clone()));

@@ -6,7 +6,9 @@ use crate::cpu::CpuLevel;
 use crate::error::Result;
 use crate::graph::{Graph, ValueId};
 use crate::kernels::conv::{Conv2d, ConvSpec};
+use crate::kernels::deform::{BorderRule, DeformConv2d};
 use crate::kernels::gemm::Activation;
+use std::collections::HashMap;
 
 pub(crate) struct Builder<'a> {
     pub src: &'a TensorSource,
@@ -16,11 +18,14 @@ pub(crate) struct Builder<'a> {
     pub used: Vec<String>,
     /// Check shapes but do not read or pack weights (for planning only).
     pub shape_only: bool,
+    /// Layers already loaded, by name: a layer applied to several frames is packed once.
+    convs: HashMap<String, Conv2d>,
+    deforms: HashMap<String, DeformConv2d>,
 }
 
 impl<'a> Builder<'a> {
     pub fn new(src: &'a TensorSource, level: CpuLevel, in_channels: usize) -> Self {
-        Builder { src, level, graph: Graph::new(in_channels), used: Vec::new(), shape_only: false }
+        Builder { src, level, graph: Graph::new(in_channels), used: Vec::new(), shape_only: false, convs: HashMap::new(), deforms: HashMap::new() }
     }
 
     /// Load `{name}.weight` ([cout, cin, k, k]) and `{name}.bias` ([cout]) as a "same" conv;
@@ -35,20 +40,58 @@ impl<'a> Builder<'a> {
         prelu: Option<&str>,
     ) -> Result<Conv2d> {
         let spec = ConvSpec::same(cin, cout, k);
+        self.load_conv_spec(name, spec, act, prelu, true)
+    }
+
+    /// As [`Builder::load_conv`] for any geometry; without `require_bias` a missing `{name}.bias`
+    /// means a bias-free convolution (e.g. `bias=False` layers).
+    pub fn load_conv_spec(
+        &mut self,
+        name: &str,
+        spec: ConvSpec,
+        act: Activation,
+        prelu: Option<&str>,
+        require_bias: bool,
+    ) -> Result<Conv2d> {
+        if let Some(c) = self.convs.get(name).filter(|c| *c.spec() == spec && (prelu.is_some() == (act == Activation::PRelu))) {
+            return Ok(c.with_act(act));
+        }
+        let c = self.load_conv_uncached(name, spec, act, prelu, require_bias)?;
+        self.convs.insert(name.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn load_conv_uncached(
+        &mut self,
+        name: &str,
+        spec: ConvSpec,
+        act: Activation,
+        prelu: Option<&str>,
+        require_bias: bool,
+    ) -> Result<Conv2d> {
+        let ConvSpec { cin, cout, kh, kw, .. } = spec;
         let wname = format!("{name}.weight");
         let bname = format!("{name}.bias");
+        let has_bias = require_bias || self.src.contains(&bname);
         if self.shape_only {
-            self.src.expect_shape(&wname, &[cout, cin, k, k])?;
-            self.src.expect_shape(&bname, &[cout])?;
+            self.src.expect_shape(&wname, &[cout, cin, kh, kw])?;
+            if has_bias {
+                self.src.expect_shape(&bname, &[cout])?;
+            }
             if let Some(p) = prelu {
                 self.src.expect_shape(p, &[cout])?;
             }
             return Ok(Conv2d::shape_only(spec, act));
         }
-        let w = self.src.expect(&wname, &[cout, cin, k, k])?;
-        let b = self.src.expect(&bname, &[cout])?;
+        let w = self.src.expect(&wname, &[cout, cin, kh, kw])?;
         self.used.push(wname);
-        self.used.push(bname);
+        let b = if has_bias {
+            let b = self.src.expect(&bname, &[cout])?;
+            self.used.push(bname);
+            Some(b)
+        } else {
+            None
+        };
         let slopes = match prelu {
             Some(p) => {
                 let s = self.src.expect(p, &[cout])?;
@@ -57,7 +100,7 @@ impl<'a> Builder<'a> {
             }
             None => None,
         };
-        Ok(Conv2d::new(self.level, spec, &w, Some(&b), act, slopes.as_deref()))
+        Ok(Conv2d::new(self.level, spec, &w, b.as_deref(), act, slopes.as_deref()))
     }
 
     pub fn conv(
@@ -77,6 +120,64 @@ impl<'a> Builder<'a> {
         let cin = self.graph.channels(x);
         let c = self.load_conv(name, cin, cout, 3, Activation::PRelu, Some(slopes))?;
         Ok(self.graph.conv(x, c))
+    }
+
+    /// A convolution of any geometry reading `x` (bias optional, see [`Builder::load_conv_spec`]).
+    pub fn conv_with(&mut self, x: ValueId, name: &str, spec: ConvSpec, act: Activation) -> Result<ValueId> {
+        let c = self.load_conv_spec(name, spec, act, None, false)?;
+        Ok(self.graph.conv(x, c))
+    }
+
+    /// A deformable convolution `name` (weight, optional bias) of `x`, offsets from `off`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deform(
+        &mut self,
+        x: ValueId,
+        off: ValueId,
+        name: &str,
+        cout: usize,
+        groups: usize,
+        modulated: bool,
+        rule: BorderRule,
+        act: Activation,
+    ) -> Result<ValueId> {
+        let cin = self.graph.channels(x);
+        let spec = ConvSpec::same(cin, cout, 3);
+        if let Some(d) = self.deforms.get(name).filter(|d| {
+            *d.spec() == spec && d.groups() == groups && d.modulated() == modulated && d.rule() == rule
+        }) {
+            let d = d.with_act(act);
+            return Ok(self.graph.deform_conv(x, off, d));
+        }
+        let wname = format!("{name}.weight");
+        let bname = format!("{name}.bias");
+        let has_bias = self.src.contains(&bname);
+        if self.shape_only {
+            self.src.expect_shape(&wname, &[cout, cin, 3, 3])?;
+            let d = DeformConv2d::new(CpuLevel::Portable, spec, &vec![0.0; cout * cin * 9], None, act, groups, modulated, rule);
+            self.deforms.insert(name.to_string(), d.clone());
+            return Ok(self.graph.deform_conv(x, off, d));
+        }
+        let w = self.src.expect(&wname, &[cout, cin, 3, 3])?;
+        self.used.push(wname);
+        let b = if has_bias {
+            let b = self.src.expect(&bname, &[cout])?;
+            self.used.push(bname);
+            Some(b)
+        } else {
+            None
+        };
+        let d = DeformConv2d::new(self.level, spec, &w, b.as_deref(), act, groups, modulated, rule);
+        self.deforms.insert(name.to_string(), d.clone());
+        Ok(self.graph.deform_conv(x, off, d))
+    }
+
+    /// `x + res_scale·conv2(relu(conv1(x)))` with convs `{prefix}.{c1}` and `{prefix}.{c2}`
+    /// (BasicSR `ResidualBlockNoBN`, EDSR-PyTorch `ResBlock`, TDAN `Res_Block`).
+    pub fn res_block(&mut self, x: ValueId, c1: &str, c2: &str, k: usize, res_scale: f32) -> Result<ValueId> {
+        let f = self.graph.channels(x);
+        let t = self.conv(x, c1, f, k, Activation::Relu)?;
+        self.conv_res(t, c2, k, x, res_scale)
     }
 
     /// `res + scale·conv(x)`.

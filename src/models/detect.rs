@@ -2,7 +2,7 @@
 //! read off the shapes. Every layout we support has a few signature keys; when none matches, the
 //! error lists them so the user can see what was expected.
 
-use super::arch::{Arch, Edsr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct};
+use super::arch::{Arch, Edsr, Edvr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct, Tdan};
 use super::build::upsampler_scale_ok;
 use super::source::TensorSource;
 use std::collections::BTreeMap;
@@ -24,6 +24,8 @@ pub const SUPPORTED: &[&str] = &[
     "edsr (BasicSR): conv_first.weight, body.0.conv1.weight, conv_after_body.weight, upsample.0.weight, conv_last.weight",
     "edsr (EDSR-PyTorch): sub_mean.weight, head.0.weight, body.0.body.0.weight, tail.0.0.weight, tail.1.weight",
     "mdsr (EDSR-PyTorch): head.0.weight, pre_process.0.0.body.0.weight, body.0.body.0.weight, upsample.0.0.weight, tail.0.weight",
+    "edvr (BasicSR): conv_first.weight or predeblur.*, feature_extraction.N.conv1.weight, pcd_align.*.dcn_pack.l1.conv_offset.weight, pcd_align.cas_dcnpack.weight, fusion.*, reconstruction.N.conv1.weight",
+    "tdan (official TDAN_VSR, state dict or whole pickled module): conv_first, residual_layer.N.conv1, cr, off2d_1, dconv_1, ..., recon_lr, fea_ex.0, recon_layer.N.conv1, up.0.0, up.1",
 ];
 
 struct Keys<'a> {
@@ -70,6 +72,8 @@ pub fn detect(src: &TensorSource, hint: Option<&str>) -> Result<Detected, String
     let entries = src.entries();
     let keys = Keys { shapes: entries.iter().map(|(n, s, _)| (n.as_str(), s.as_slice())).collect() };
     let candidates: Vec<(&str, fn(&TensorSource, &Keys) -> Option<Result<Detected, String>>)> = vec![
+        ("edvr", detect_edvr),
+        ("tdan", detect_tdan),
         ("mdsr", detect_mdsr),
         ("edsr", detect_edsr_basicsr),
         ("edsr", detect_edsr_pytorch),
@@ -247,6 +251,74 @@ fn detect_mdsr(src: &TensorSource, k: &Keys) -> Option<Result<Detected, String>>
     })())
 }
 
+fn detect_edvr(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !k.has("pcd_align.cas_dcnpack.weight") {
+        return None;
+    }
+    Some((|| {
+        let f = k.conv_out("pcd_align.cas_dcnpack.weight").ok_or("pcd_align.cas_dcnpack.weight is not a conv")?;
+        let with_predeblur = k.has("predeblur.conv_first.weight");
+        let hr_in = k.has("predeblur.stride_conv_hr1.weight");
+        let with_tsa = k.has("fusion.temporal_attn1.weight");
+        let fusion = if with_tsa { "fusion.feat_fusion.weight" } else { "fusion.weight" };
+        let fin = k.shape(fusion).filter(|s| s.len() == 4).map(|s| s[1]).ok_or_else(|| format!("no fusion conv '{fusion}'"))?;
+        if fin % f != 0 {
+            return Err(format!("{fusion} reads {fin} channels, not a multiple of {f} features"));
+        }
+        let offs = k.conv_out("pcd_align.dcn_pack.l1.conv_offset.weight").ok_or("no pcd_align.dcn_pack.l1.conv_offset")?;
+        if offs % 27 != 0 {
+            return Err(format!("pcd_align.dcn_pack.l1.conv_offset has {offs} outputs, not 3·9·groups"));
+        }
+        let num_frame = fin / f;
+        let notes = vec![format!("centre frame index {} (num_frame // 2, as BasicSR)", num_frame / 2)];
+        Ok(Detected {
+            arch: Arch::Edvr(Edvr {
+                num_feat: f,
+                num_frame,
+                deformable_groups: offs / 27,
+                num_extract_block: k.count(|i| format!("feature_extraction.{i}.conv1.weight")),
+                num_reconstruct_block: k.count(|i| format!("reconstruction.{i}.conv1.weight")),
+                center_frame_idx: num_frame / 2,
+                with_tsa,
+                with_predeblur,
+                hr_in,
+            }),
+            layout: Layout::BasicSr,
+            rename: BTreeMap::new(),
+            notes,
+        })
+    })())
+}
+
+fn detect_tdan(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("off2d_1.weight") && k.has("dconv_1.weight") && k.has("recon_lr.weight")) {
+        return None;
+    }
+    Some((|| {
+        let f = k.conv_out("conv_first.weight").ok_or("no conv_first conv")?;
+        let offs = k.conv_out("off2d_1.weight").ok_or("off2d_1.weight is not a conv")?;
+        if offs % 18 != 0 {
+            return Err(format!("off2d_1 has {offs} outputs, not 2·9·groups"));
+        }
+        let fin = k.shape("fea_ex.0.weight").filter(|s| s.len() == 4).map(|s| s[1]).ok_or("no fea_ex.0 conv")?;
+        if fin % 3 != 0 {
+            return Err(format!("fea_ex.0 reads {fin} channels, not 3 per frame"));
+        }
+        Ok(Detected {
+            arch: Arch::Tdan(Tdan {
+                num_feat: f,
+                num_frame: fin / 3,
+                deformable_groups: offs / 18,
+                num_extract_block: k.count(|i| format!("residual_layer.{i}.conv1.weight")),
+                num_reconstruct_block: k.count(|i| format!("recon_layer.{i}.conv1.weight")),
+            }),
+            layout: Layout::Official,
+            rename: BTreeMap::new(),
+            notes: Vec::new(),
+        })
+    })())
+}
+
 /// Check hyper-parameters that builders rely on.
 pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
     let scales = arch.scales();
@@ -258,6 +330,13 @@ pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
         }
         Arch::Edsr(_) | Arch::Mdsr(_) if scales.iter().any(|&s| !upsampler_scale_ok(s)) => {
             Err(format!("unsupported upsampling scale in {scales:?} (2^n or 3)"))
+        }
+        Arch::Edvr(a) if a.num_feat == 0 || a.num_frame == 0 || a.deformable_groups == 0 || a.num_feat % a.deformable_groups != 0 => {
+            Err(format!("EDVR with {} features, {} frames, {} deformable groups", a.num_feat, a.num_frame, a.deformable_groups))
+        }
+        Arch::Edvr(a) if a.center_frame_idx >= a.num_frame => Err("EDVR centre frame outside the window".into()),
+        Arch::Tdan(a) if a.num_feat == 0 || a.num_frame < 2 || a.deformable_groups == 0 || a.num_feat % a.deformable_groups != 0 => {
+            Err(format!("TDAN with {} features, {} frames, {} deformable groups", a.num_feat, a.num_frame, a.deformable_groups))
         }
         _ => Ok(()),
     }

@@ -4,13 +4,17 @@ pub mod arch;
 mod build;
 pub mod detect;
 mod edsr;
+mod edvr;
 mod mdsr;
 mod network;
 pub mod registry;
 pub mod source;
 mod srvgg;
+mod tdan;
+pub mod video;
 
-pub use arch::{Arch, Edsr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct};
+pub use arch::{Arch, Edsr, Edvr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct, Tdan};
+pub use video::{EdgePolicy, VideoNetwork};
 pub use network::Network;
 
 use crate::cpu::CpuLevel;
@@ -39,7 +43,8 @@ pub struct ModelInfo {
     pub scales: Vec<usize>,
     pub parameters: u64,
     /// Receptive-field radius in input pixels, per scale.
-    pub receptive_field: Vec<(usize, usize)>,
+    /// `None` for an unbounded field (deformable convolutions).
+    pub receptive_field: Vec<(usize, Option<usize>)>,
     pub hyper_parameters: BTreeMap<String, String>,
     pub notes: Vec<String>,
 }
@@ -138,6 +143,13 @@ impl Model {
 
     fn build_inner(&self, level: CpuLevel, scale: Option<usize>) -> Result<(Network, Vec<String>)> {
         let scale = self.arch.resolve_scale(scale)?;
+        if self.arch.is_video() {
+            return Err(Error::Model(format!(
+                "{} is a video model (it needs a window of {} frames): run it with `superres video`",
+                self.arch.name().to_uppercase(),
+                self.arch.num_frames()
+            )));
+        }
         let mut b = build::Builder::new(&self.src, level, 3);
         let (in_affine, out_affine) = match &self.arch {
             Arch::Srvgg(a) => {
@@ -152,9 +164,60 @@ impl Model {
                 mdsr::build(&mut b, a, scale)?;
                 (a.norm.input_affine(), a.norm.output_affine())
             }
+            Arch::Edvr(_) | Arch::Tdan(_) => unreachable!("video models return above"),
         };
         let used = b.used;
         Ok((Network { graph: b.graph, scale, level, in_affine, out_affine }, used))
+    }
+
+    /// Prepare a video network (EDVR, TDAN) for `level`.
+    pub fn build_video(&self, level: CpuLevel) -> Result<VideoNetwork> {
+        Ok(self.build_video_inner(level, false)?.0)
+    }
+
+    fn build_video_inner(&self, level: CpuLevel, shape_only: bool) -> Result<(VideoNetwork, Vec<String>)> {
+        let mut fb = build::Builder::new(&self.src, level, 3);
+        fb.shape_only = shape_only;
+        let scale = self.arch.scales()[0];
+        let (mut wb, in_affine, out_affine, multiple, edge) = match &self.arch {
+            Arch::Edvr(a) => {
+                edvr::build_frame(&mut fb, a)?;
+                let mut wb = build::Builder::new(&self.src, level, a.num_feat);
+                wb.shape_only = shape_only;
+                edvr::build_window(&mut wb, a)?;
+                let m = if a.hr_in { 16 } else { 4 };
+                (wb, vec![(1.0, 0.0); 3], vec![(1.0, 0.0); 3], m, EdgePolicy::ReflectionCircle)
+            }
+            Arch::Tdan(a) => {
+                tdan::build_frame(&mut fb, a)?;
+                let mut wb = build::Builder::new(&self.src, level, a.num_feat);
+                wb.shape_only = shape_only;
+                tdan::build_window(&mut wb, a)?;
+                (wb, vec![(1.0, -0.5); 3], vec![(1.0, 0.5); 3], 1, EdgePolicy::Tdan)
+            }
+            _ => {
+                return Err(Error::Model(format!("{} is a single-image model, not a video model", self.arch.name())))
+            }
+        };
+        let mut used = std::mem::take(&mut fb.used);
+        used.append(&mut wb.used);
+        let net = VideoNetwork {
+            frame: fb.graph,
+            window: wb.graph,
+            num_frames: self.arch.num_frames(),
+            scale,
+            level,
+            in_affine,
+            out_affine,
+            multiple,
+            default_edge: edge,
+        };
+        Ok((net, used))
+    }
+
+    /// The video network with shapes but no weights (for memory figures); it cannot be run.
+    pub fn shape_video(&self) -> Result<VideoNetwork> {
+        Ok(self.build_video_inner(CpuLevel::Portable, true)?.0)
     }
 
     /// The graph with shapes but no weights: for memory plans, receptive field and cost without
@@ -167,6 +230,9 @@ impl Model {
             Arch::Srvgg(a) => srvgg::build(&mut b, a)?,
             Arch::Edsr(a) => edsr::build(&mut b, a)?,
             Arch::Mdsr(a) => mdsr::build(&mut b, a, scale)?,
+            Arch::Edvr(_) | Arch::Tdan(_) => {
+                return Err(Error::Model("a video model has a frame and a window graph: use Model::shape_video".into()))
+            }
         }
         Ok(b.graph)
     }
@@ -204,13 +270,19 @@ impl Model {
     /// architecture in `__metadata__`. Only tensors the architecture uses are kept.
     pub fn write_safetensors(&self, out: &mut impl std::io::Write) -> Result<()> {
         let mut names: Vec<String> = Vec::new();
-        for s in self.arch.scales() {
-            // Building on the portable level checks every tensor; the packing is discarded.
-            let (_, used) = self.build_inner(CpuLevel::Portable, Some(s))?;
+        let mut keep = |used: Vec<String>| {
             for n in used {
                 if !names.contains(&n) {
                     names.push(n);
                 }
+            }
+        };
+        if self.arch.is_video() {
+            keep(self.build_video_inner(CpuLevel::Portable, false)?.1);
+        } else {
+            for s in self.arch.scales() {
+                // Building on the portable level checks every tensor; the packing is discarded.
+                keep(self.build_inner(CpuLevel::Portable, Some(s))?.1);
             }
         }
         let tensors = self.src.canonical_tensors(&names)?;

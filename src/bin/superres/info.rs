@@ -81,8 +81,35 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
     let (w, h) = parse_size(&a.size)?;
     let level = cpu_level();
     let mut mem = Vec::new();
+    if model.arch().is_video() {
+        let v = model.shape_video()?;
+        let m = v.size_multiple();
+        let (vw, vh) = (w.div_ceil(m) * m, h.div_ceil(m) * m);
+        let (fp, wp) = v.plans(vh, vw)?;
+        let per_frame: usize = v.frame_graph().outputs().iter().map(|&o| fp.layouts[o].len() * 4).sum();
+        let feat_sizes: Vec<(usize, usize)> = v.frame_graph().outputs().iter().map(|&o| (fp.layouts[o].h, fp.layouts[o].w)).collect();
+        let mut sizes: Vec<(usize, usize)> = Vec::new();
+        for _ in 0..v.num_frames() {
+            sizes.extend_from_slice(&feat_sizes);
+        }
+        sizes.push((vh, vw));
+        mem.push(serde_json::json!({
+            "scale": v.scale(),
+            "input": [vw, vh],
+            "frame_activation_bytes": fp.arena_bytes(),
+            "window_activation_bytes": wp.arena_bytes(),
+            "activation_bytes": fp.arena_bytes().max(wp.arena_bytes()),
+            "largest_activation_bytes": fp.largest_value_bytes().max(wp.largest_value_bytes()),
+            "feature_cache_bytes_per_frame": per_frame,
+            "buffers": wp.slot_len.len(),
+            "weight_bytes": model.info().parameters as usize * 4,
+            "gmac_per_frame_features": v.frame_graph().macs(vh, vw) as f64 / 1e9,
+            "gmac_per_window": v.window_graph().macs_with(&sizes) as f64 / 1e9,
+            "gmac": (v.frame_graph().macs(vh, vw) + v.window_graph().macs_with(&sizes)) as f64 / 1e9,
+        }));
+    }
     for &s in &info.scales {
-        if margs.scale.is_some_and(|want| want != s) {
+        if margs.scale.is_some_and(|want| want != s) || model.arch().is_video() {
             continue;
         }
         let g = model.shape_graph(Some(s))?;
@@ -118,7 +145,10 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
     );
     println!("parameters:       {}", info.parameters);
     for (s, r) in &info.receptive_field {
-        println!("receptive field:  x{s}: {r} px radius in input pixels (tiles overlap by this much)");
+        match r {
+            Some(r) => println!("receptive field:  x{s}: {r} px radius in input pixels (tiles overlap by this much)"),
+            None => println!("receptive field:  x{s}: unbounded (deformable convolutions sample where their offsets point)"),
+        }
     }
     for m in &mem {
         let act = m["activation_bytes"].as_u64().unwrap_or(0) as usize;
@@ -133,6 +163,15 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
             mib(m["weight_bytes"].as_u64().unwrap_or(0) as usize)
         );
         println!("compute (x{}, {w}x{h} input): {:.1} GMAC", m["scale"], m["gmac"].as_f64().unwrap_or(0.0));
+        if let Some(c) = m.get("feature_cache_bytes_per_frame") {
+            println!(
+                "video: {} per cached frame; per output frame in a stream {:.1} GMAC (features {:.1} + window {:.1})",
+                mib(c.as_u64().unwrap_or(0) as usize),
+                m["gmac"].as_f64().unwrap_or(0.0),
+                m["gmac_per_frame_features"].as_f64().unwrap_or(0.0),
+                m["gmac_per_window"].as_f64().unwrap_or(0.0)
+            );
+        }
     }
     println!("cpu level:        {level}");
     for (k, v) in &info.hyper_parameters {
