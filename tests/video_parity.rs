@@ -82,7 +82,8 @@ fn video_models_match_pytorch_for_every_frame_and_policy() {
         for level in CpuLevel::supported() {
             let net = model.build_video(level).unwrap_or_else(|e| panic!("{name}: {e}"));
             let mut arena = Arena::new();
-            let cache: Vec<FrameFeatures> = clip.iter().map(|f| net.features(f, h, w, &mut arena).unwrap()).collect();
+            let cache: Vec<FrameFeatures> =
+                clip.iter().map(|f| net.features(f, h, w, &mut arena).unwrap()).collect();
             for p in case["policies"].as_array().unwrap() {
                 let p = p.as_str().unwrap();
                 let policy: EdgePolicy = p.parse().unwrap();

@@ -87,7 +87,8 @@ def randomize(model, seed, half):
 
 
 def clip(seed, n, h, w):
-    return torch.rand(n, 3, h, w, generator=gen(seed), dtype=torch.float64)
+    """Random frames on the 16-bit grid, so a 16-bit PNG holds exactly these values."""
+    return torch.round(torch.rand(n, 3, h, w, generator=gen(seed), dtype=torch.float64) * 65535) / 65535
 
 
 def video_outputs(model, frames, windows, forward):

@@ -2,7 +2,9 @@
 //! output file is ever left behind.
 
 pub mod atomic;
+pub mod color;
 pub mod image;
+pub mod y4m;
 
 pub use self::atomic::{remove_all_temps, write_atomic};
 pub use self::image::{

@@ -537,7 +537,13 @@ mod tests {
                 with_predeblur: true,
                 hr_in: false,
             }),
-            Arch::Tdan(Tdan { num_feat: 64, num_frame: 5, deformable_groups: 8, num_extract_block: 5, num_reconstruct_block: 10 }),
+            Arch::Tdan(Tdan {
+                num_feat: 64,
+                num_frame: 5,
+                deformable_groups: 8,
+                num_extract_block: 5,
+                num_reconstruct_block: 10,
+            }),
         ];
         for a in archs {
             assert_eq!(Arch::from_metadata(&a.to_metadata()).unwrap(), Some(a.clone()));

@@ -25,7 +25,15 @@ pub(crate) struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     pub fn new(src: &'a TensorSource, level: CpuLevel, in_channels: usize) -> Self {
-        Builder { src, level, graph: Graph::new(in_channels), used: Vec::new(), shape_only: false, convs: HashMap::new(), deforms: HashMap::new() }
+        Builder {
+            src,
+            level,
+            graph: Graph::new(in_channels),
+            used: Vec::new(),
+            shape_only: false,
+            convs: HashMap::new(),
+            deforms: HashMap::new(),
+        }
     }
 
     /// Load `{name}.weight` ([cout, cin, k, k]) and `{name}.bias` ([cout]) as a "same" conv;
@@ -53,7 +61,11 @@ impl<'a> Builder<'a> {
         prelu: Option<&str>,
         require_bias: bool,
     ) -> Result<Conv2d> {
-        if let Some(c) = self.convs.get(name).filter(|c| *c.spec() == spec && (prelu.is_some() == (act == Activation::PRelu))) {
+        if let Some(c) = self
+            .convs
+            .get(name)
+            .filter(|c| *c.spec() == spec && (prelu.is_some() == (act == Activation::PRelu)))
+        {
             return Ok(c.with_act(act));
         }
         let c = self.load_conv_uncached(name, spec, act, prelu, require_bias)?;
@@ -154,7 +166,16 @@ impl<'a> Builder<'a> {
         let has_bias = self.src.contains(&bname);
         if self.shape_only {
             self.src.expect_shape(&wname, &[cout, cin, 3, 3])?;
-            let d = DeformConv2d::new(CpuLevel::Portable, spec, &vec![0.0; cout * cin * 9], None, act, groups, modulated, rule);
+            let d = DeformConv2d::new(
+                CpuLevel::Portable,
+                spec,
+                &vec![0.0; cout * cin * 9],
+                None,
+                act,
+                groups,
+                modulated,
+                rule,
+            );
             self.deforms.insert(name.to_string(), d.clone());
             return Ok(self.graph.deform_conv(x, off, d));
         }

@@ -256,16 +256,23 @@ fn detect_edvr(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
         return None;
     }
     Some((|| {
-        let f = k.conv_out("pcd_align.cas_dcnpack.weight").ok_or("pcd_align.cas_dcnpack.weight is not a conv")?;
+        let f =
+            k.conv_out("pcd_align.cas_dcnpack.weight").ok_or("pcd_align.cas_dcnpack.weight is not a conv")?;
         let with_predeblur = k.has("predeblur.conv_first.weight");
         let hr_in = k.has("predeblur.stride_conv_hr1.weight");
         let with_tsa = k.has("fusion.temporal_attn1.weight");
         let fusion = if with_tsa { "fusion.feat_fusion.weight" } else { "fusion.weight" };
-        let fin = k.shape(fusion).filter(|s| s.len() == 4).map(|s| s[1]).ok_or_else(|| format!("no fusion conv '{fusion}'"))?;
+        let fin = k
+            .shape(fusion)
+            .filter(|s| s.len() == 4)
+            .map(|s| s[1])
+            .ok_or_else(|| format!("no fusion conv '{fusion}'"))?;
         if fin % f != 0 {
             return Err(format!("{fusion} reads {fin} channels, not a multiple of {f} features"));
         }
-        let offs = k.conv_out("pcd_align.dcn_pack.l1.conv_offset.weight").ok_or("no pcd_align.dcn_pack.l1.conv_offset")?;
+        let offs = k
+            .conv_out("pcd_align.dcn_pack.l1.conv_offset.weight")
+            .ok_or("no pcd_align.dcn_pack.l1.conv_offset")?;
         if offs % 27 != 0 {
             return Err(format!("pcd_align.dcn_pack.l1.conv_offset has {offs} outputs, not 3·9·groups"));
         }
@@ -300,7 +307,8 @@ fn detect_tdan(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
         if offs % 18 != 0 {
             return Err(format!("off2d_1 has {offs} outputs, not 2·9·groups"));
         }
-        let fin = k.shape("fea_ex.0.weight").filter(|s| s.len() == 4).map(|s| s[1]).ok_or("no fea_ex.0 conv")?;
+        let fin =
+            k.shape("fea_ex.0.weight").filter(|s| s.len() == 4).map(|s| s[1]).ok_or("no fea_ex.0 conv")?;
         if fin % 3 != 0 {
             return Err(format!("fea_ex.0 reads {fin} channels, not 3 per frame"));
         }
@@ -331,12 +339,30 @@ pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
         Arch::Edsr(_) | Arch::Mdsr(_) if scales.iter().any(|&s| !upsampler_scale_ok(s)) => {
             Err(format!("unsupported upsampling scale in {scales:?} (2^n or 3)"))
         }
-        Arch::Edvr(a) if a.num_feat == 0 || a.num_frame == 0 || a.deformable_groups == 0 || a.num_feat % a.deformable_groups != 0 => {
-            Err(format!("EDVR with {} features, {} frames, {} deformable groups", a.num_feat, a.num_frame, a.deformable_groups))
+        Arch::Edvr(a)
+            if a.num_feat == 0
+                || a.num_frame == 0
+                || a.deformable_groups == 0
+                || a.num_feat % a.deformable_groups != 0 =>
+        {
+            Err(format!(
+                "EDVR with {} features, {} frames, {} deformable groups",
+                a.num_feat, a.num_frame, a.deformable_groups
+            ))
         }
-        Arch::Edvr(a) if a.center_frame_idx >= a.num_frame => Err("EDVR centre frame outside the window".into()),
-        Arch::Tdan(a) if a.num_feat == 0 || a.num_frame < 2 || a.deformable_groups == 0 || a.num_feat % a.deformable_groups != 0 => {
-            Err(format!("TDAN with {} features, {} frames, {} deformable groups", a.num_feat, a.num_frame, a.deformable_groups))
+        Arch::Edvr(a) if a.center_frame_idx >= a.num_frame => {
+            Err("EDVR centre frame outside the window".into())
+        }
+        Arch::Tdan(a)
+            if a.num_feat == 0
+                || a.num_frame < 2
+                || a.deformable_groups == 0
+                || a.num_feat % a.deformable_groups != 0 =>
+        {
+            Err(format!(
+                "TDAN with {} features, {} frames, {} deformable groups",
+                a.num_feat, a.num_frame, a.deformable_groups
+            ))
         }
         _ => Ok(()),
     }

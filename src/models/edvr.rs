@@ -41,11 +41,23 @@ fn predeblur(b: &mut Builder, x: ValueId, f: usize, hr_in: bool) -> Result<Value
     let l2 = b.res_block(l2, "predeblur.resblock_l2_2.conv1", "predeblur.resblock_l2_2.conv2", 3, 1.0)?;
     let l2 = b.graph.upsample_bilinear(l2, 2, 1.0);
     for i in 0..2 {
-        l1 = b.res_block(l1, &format!("predeblur.resblock_l1.{i}.conv1"), &format!("predeblur.resblock_l1.{i}.conv2"), 3, 1.0)?;
+        l1 = b.res_block(
+            l1,
+            &format!("predeblur.resblock_l1.{i}.conv1"),
+            &format!("predeblur.resblock_l1.{i}.conv2"),
+            3,
+            1.0,
+        )?;
     }
     l1 = b.graph.add(l1, l2);
     for i in 2..5 {
-        l1 = b.res_block(l1, &format!("predeblur.resblock_l1.{i}.conv1"), &format!("predeblur.resblock_l1.{i}.conv2"), 3, 1.0)?;
+        l1 = b.res_block(
+            l1,
+            &format!("predeblur.resblock_l1.{i}.conv1"),
+            &format!("predeblur.resblock_l1.{i}.conv2"),
+            3,
+            1.0,
+        )?;
     }
     Ok(l1)
 }
@@ -61,7 +73,13 @@ pub(crate) fn build_frame(b: &mut Builder, a: &Edvr) -> Result<()> {
         b.conv(x, "conv_first", f, 3, LRELU)?
     };
     for i in 0..a.num_extract_block {
-        l1 = b.res_block(l1, &format!("feature_extraction.{i}.conv1"), &format!("feature_extraction.{i}.conv2"), 3, 1.0)?;
+        l1 = b.res_block(
+            l1,
+            &format!("feature_extraction.{i}.conv1"),
+            &format!("feature_extraction.{i}.conv2"),
+            3,
+            1.0,
+        )?;
     }
     let l2 = b.conv_with(l1, "conv_l2_1", strided(f, f), LRELU)?;
     let l2 = b.conv(l2, "conv_l2_2", f, 3, LRELU)?;
@@ -72,13 +90,27 @@ pub(crate) fn build_frame(b: &mut Builder, a: &Edvr) -> Result<()> {
 }
 
 /// `DCNv2Pack`: offsets and mask from `conv_offset(feat)`, then a modulated deformable conv of `x`.
-fn dcn_pack(b: &mut Builder, x: ValueId, feat: ValueId, name: &str, f: usize, groups: usize, act: Activation) -> Result<ValueId> {
+fn dcn_pack(
+    b: &mut Builder,
+    x: ValueId,
+    feat: ValueId,
+    name: &str,
+    f: usize,
+    groups: usize,
+    act: Activation,
+) -> Result<ValueId> {
     let off = b.conv(feat, &format!("{name}.conv_offset"), 3 * groups * 9, 3, Activation::None)?;
     b.deform(x, off, name, f, groups, true, BorderRule::Torchvision, act)
 }
 
 /// PCD alignment of one neighbour's pyramid to the reference pyramid.
-fn pcd(b: &mut Builder, nbr: [ValueId; 3], reference: [ValueId; 3], f: usize, groups: usize) -> Result<ValueId> {
+fn pcd(
+    b: &mut Builder,
+    nbr: [ValueId; 3],
+    reference: [ValueId; 3],
+    f: usize,
+    groups: usize,
+) -> Result<ValueId> {
     let mut up_off: Option<ValueId> = None;
     let mut up_feat: Option<ValueId> = None;
     let mut feat = 0;
@@ -171,7 +203,13 @@ pub(crate) fn build_window(b: &mut Builder, a: &Edvr) -> Result<()> {
         b.conv(cat, "fusion", f, 1, Activation::None)?
     };
     for i in 0..a.num_reconstruct_block {
-        feat = b.res_block(feat, &format!("reconstruction.{i}.conv1"), &format!("reconstruction.{i}.conv2"), 3, 1.0)?;
+        feat = b.res_block(
+            feat,
+            &format!("reconstruction.{i}.conv1"),
+            &format!("reconstruction.{i}.conv2"),
+            3,
+            1.0,
+        )?;
     }
     // lrelu(pixel_shuffle(conv(x))) == pixel_shuffle(lrelu(conv(x))): fused into the conv.
     let up = b.conv(feat, "upconv1", 4 * f, 3, LRELU)?;

@@ -14,8 +14,8 @@ mod tdan;
 pub mod video;
 
 pub use arch::{Arch, Edsr, Edvr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct, Tdan};
-pub use video::{EdgePolicy, VideoNetwork};
 pub use network::Network;
+pub use video::{EdgePolicy, VideoNetwork};
 
 use crate::cpu::CpuLevel;
 use crate::error::{Error, Result};
@@ -196,7 +196,10 @@ impl Model {
                 (wb, vec![(1.0, -0.5); 3], vec![(1.0, 0.5); 3], 1, EdgePolicy::Tdan)
             }
             _ => {
-                return Err(Error::Model(format!("{} is a single-image model, not a video model", self.arch.name())))
+                return Err(Error::Model(format!(
+                    "{} is a single-image model, not a video model",
+                    self.arch.name()
+                )))
             }
         };
         let mut used = std::mem::take(&mut fb.used);
@@ -231,7 +234,9 @@ impl Model {
             Arch::Edsr(a) => edsr::build(&mut b, a)?,
             Arch::Mdsr(a) => mdsr::build(&mut b, a, scale)?,
             Arch::Edvr(_) | Arch::Tdan(_) => {
-                return Err(Error::Model("a video model has a frame and a window graph: use Model::shape_video".into()))
+                return Err(Error::Model(
+                    "a video model has a frame and a window graph: use Model::shape_video".into(),
+                ))
             }
         }
         Ok(b.graph)

@@ -17,7 +17,13 @@ pub(crate) fn build_frame(b: &mut Builder, a: &Tdan) -> Result<()> {
     let x = b.graph.input();
     let mut h = b.conv(x, "conv_first", a.num_feat, 3, Activation::Relu)?;
     for i in 0..a.num_extract_block {
-        h = b.res_block(h, &format!("residual_layer.{i}.conv1"), &format!("residual_layer.{i}.conv2"), 3, 1.0)?;
+        h = b.res_block(
+            h,
+            &format!("residual_layer.{i}.conv1"),
+            &format!("residual_layer.{i}.conv2"),
+            3,
+            1.0,
+        )?;
     }
     b.graph.set_outputs(&[h]);
     Ok(())
@@ -27,7 +33,8 @@ pub(crate) fn build_frame(b: &mut Builder, a: &Tdan) -> Result<()> {
 /// centre frame; the output is the upscaled centre frame (before the +0.5 shift).
 pub(crate) fn build_window(b: &mut Builder, a: &Tdan) -> Result<()> {
     let (f, t, g) = (a.num_feat, a.num_frame, a.deformable_groups);
-    let feats: Vec<ValueId> = (0..t).map(|i| if i == 0 { b.graph.input() } else { b.graph.add_input(f) }).collect();
+    let feats: Vec<ValueId> =
+        (0..t).map(|i| if i == 0 { b.graph.input() } else { b.graph.add_input(f) }).collect();
     let x_center = b.graph.add_input(3);
     let c = t / 2;
     let reference = feats[c];
@@ -55,7 +62,13 @@ pub(crate) fn build_window(b: &mut Builder, a: &Tdan) -> Result<()> {
         h = b.res_block(h, &format!("recon_layer.{i}.conv1"), &format!("recon_layer.{i}.conv2"), 3, 1.0)?;
     }
     let h = b.upsampler(h, "up.0", 4)?;
-    let c = b.load_conv_spec("up.1", crate::kernels::conv::ConvSpec::same(f, 3, 3), Activation::None, None, false)?;
+    let c = b.load_conv_spec(
+        "up.1",
+        crate::kernels::conv::ConvSpec::same(f, 3, 3),
+        Activation::None,
+        None,
+        false,
+    )?;
     let out = b.graph.conv(h, c);
     b.graph.set_outputs(&[out]);
     Ok(())

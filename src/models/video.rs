@@ -151,14 +151,17 @@ impl VideoNetwork {
     /// Plans of the frame and window graphs for `h x w` frames.
     pub fn plans(&self, h: usize, w: usize) -> Result<(Plan, Plan)> {
         self.check_size(h, w)?;
-        let fp = Plan::new(&self.frame, h, w).ok_or_else(|| Error::Usage(format!("{w}x{h} frames are too small")))?;
-        let feat_sizes: Vec<(usize, usize)> = self.frame.outputs().iter().map(|&o| (fp.layouts[o].h, fp.layouts[o].w)).collect();
+        let fp = Plan::new(&self.frame, h, w)
+            .ok_or_else(|| Error::Usage(format!("{w}x{h} frames are too small")))?;
+        let feat_sizes: Vec<(usize, usize)> =
+            self.frame.outputs().iter().map(|&o| (fp.layouts[o].h, fp.layouts[o].w)).collect();
         let mut sizes = Vec::new();
         for _ in 0..self.num_frames {
             sizes.extend_from_slice(&feat_sizes);
         }
         sizes.push((h, w));
-        let wp = Plan::with_inputs(&self.window, &sizes).ok_or_else(|| Error::Usage(format!("{w}x{h} frames are too small")))?;
+        let wp = Plan::with_inputs(&self.window, &sizes)
+            .ok_or_else(|| Error::Usage(format!("{w}x{h} frames are too small")))?;
         Ok((fp, wp))
     }
 
@@ -174,12 +177,9 @@ impl VideoNetwork {
             *v = a * rgb[i] + b;
         }
         let mut feats = Vec::new();
-        self.frame.run_multi(
-            &fp,
-            arena,
-            &mut |_, buf, l| copy_in(&frame, buf, l),
-            &mut |_, buf, l| feats.push(copy_out(buf, l)),
-        );
+        self.frame.run_multi(&fp, arena, &mut |_, buf, l| copy_in(&frame, buf, l), &mut |_, buf, l| {
+            feats.push(copy_out(buf, l))
+        });
         Ok(FrameFeatures { feats, frame })
     }
 
@@ -279,7 +279,9 @@ mod tests {
         assert_eq!(EdgePolicy::Tdan.window(0, 2, n), [2, 1, 0, 1, 2]);
         assert_eq!(EdgePolicy::Tdan.window(9, 2, n), [7, 8, 9, 7, 7]);
         // Interior windows are plain.
-        for p in [EdgePolicy::Replicate, EdgePolicy::Reflection, EdgePolicy::ReflectionCircle, EdgePolicy::Tdan] {
+        for p in
+            [EdgePolicy::Replicate, EdgePolicy::Reflection, EdgePolicy::ReflectionCircle, EdgePolicy::Tdan]
+        {
             assert_eq!(p.window(5, 2, n), [3, 4, 5, 6, 7]);
             // A clip shorter than the window stays inside the clip.
             assert!(p.window(0, 2, Some(2)).iter().all(|&i| i < 2));

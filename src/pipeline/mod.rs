@@ -5,5 +5,6 @@ pub mod batch;
 pub mod cancel;
 pub mod tile;
 pub mod upscale;
+pub mod video;
 
 pub use upscale::{AlphaMode, OutputImage, UpscaleOptions, Upscaler};

@@ -87,7 +87,8 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
         let (vw, vh) = (w.div_ceil(m) * m, h.div_ceil(m) * m);
         let (fp, wp) = v.plans(vh, vw)?;
         let per_frame: usize = v.frame_graph().outputs().iter().map(|&o| fp.layouts[o].len() * 4).sum();
-        let feat_sizes: Vec<(usize, usize)> = v.frame_graph().outputs().iter().map(|&o| (fp.layouts[o].h, fp.layouts[o].w)).collect();
+        let feat_sizes: Vec<(usize, usize)> =
+            v.frame_graph().outputs().iter().map(|&o| (fp.layouts[o].h, fp.layouts[o].w)).collect();
         let mut sizes: Vec<(usize, usize)> = Vec::new();
         for _ in 0..v.num_frames() {
             sizes.extend_from_slice(&feat_sizes);

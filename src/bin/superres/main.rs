@@ -4,6 +4,7 @@
 mod info;
 mod progress;
 mod upscale;
+mod video;
 
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +21,9 @@ struct Cli {
 enum Command {
     /// Upscale images (files, directories, or - for stdin/stdout).
     Upscale(upscale::UpscaleArgs),
+    /// Upscale video: Y4M (file or pipe) or a directory of frames, with window models (EDVR,
+    /// TDAN) or any image model frame by frame.
+    Video(video::VideoArgs),
     /// Convert a checkpoint (.pth or safetensors) into a superres model file.
     Convert(info::ConvertArgs),
     /// Describe a model: architecture, scale, parameters, receptive field, memory.
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
     });
     let result = match cli.command {
         Command::Upscale(a) => upscale::run(a),
+        Command::Video(a) => video::run(a),
         Command::Convert(a) => info::convert(a),
         Command::Info(a) => info::info(a),
         Command::Models(a) => info::models(a),

@@ -1,0 +1,176 @@
+//! Streaming video super-resolution: frames go in one at a time and come out in order, through a
+//! window of `2N+1` frames whose features are each computed once and cached only while some
+//! pending window still needs them, so memory does not depend on the clip length.
+
+use super::cancel;
+use super::upscale::Upscaler;
+use crate::error::{Error, Result};
+use crate::graph::Arena;
+use crate::io::image::{ImageView, Samples, SamplesRef};
+use crate::models::video::FrameFeatures;
+use crate::models::{EdgePolicy, VideoNetwork};
+use std::collections::BTreeMap;
+
+/// An RGB frame: dense HWC, values on the [0,1] scale (output frames are unclamped).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RgbFrame {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+enum Engine {
+    /// A window model (EDVR, TDAN).
+    Temporal { net: VideoNetwork, arena: Arena, cache: BTreeMap<usize, FrameFeatures>, policy: EdgePolicy },
+    /// A single-image model applied frame by frame.
+    Image { up: Box<Upscaler> },
+}
+
+/// Push LR frames, receive HR frames in order.
+pub struct VideoStream {
+    engine: Engine,
+    received: usize,
+    next_out: usize,
+    size: Option<(usize, usize)>,
+    finished: bool,
+}
+
+impl VideoStream {
+    /// A stream over a window model with the given edge policy (the model's default if `None`).
+    pub fn temporal(net: VideoNetwork, policy: Option<EdgePolicy>) -> Self {
+        let policy = policy.unwrap_or(net.default_edge());
+        VideoStream::with(Engine::Temporal { net, arena: Arena::new(), cache: BTreeMap::new(), policy })
+    }
+
+    /// A stream that runs a single-image upscaler on each frame.
+    pub fn image(up: Upscaler) -> Self {
+        VideoStream::with(Engine::Image { up: Box::new(up) })
+    }
+
+    fn with(engine: Engine) -> Self {
+        VideoStream { engine, received: 0, next_out: 0, size: None, finished: false }
+    }
+
+    pub fn scale(&self) -> usize {
+        match &self.engine {
+            Engine::Temporal { net, .. } => net.scale(),
+            Engine::Image { up } => up.network().scale(),
+        }
+    }
+
+    /// Frames in a window (1 for image models).
+    pub fn window_len(&self) -> usize {
+        match &self.engine {
+            Engine::Temporal { net, .. } => net.num_frames(),
+            Engine::Image { .. } => 1,
+        }
+    }
+
+    /// Frame sides must be multiples of this.
+    pub fn size_multiple(&self) -> usize {
+        match &self.engine {
+            Engine::Temporal { net, .. } => net.size_multiple(),
+            Engine::Image { .. } => 1,
+        }
+    }
+
+    /// Bytes of cached frame features right now (bounded by the window, not the clip).
+    pub fn cached_bytes(&self) -> usize {
+        match &self.engine {
+            Engine::Temporal { cache, .. } => cache.values().map(|f| f.bytes()).sum(),
+            Engine::Image { .. } => 0,
+        }
+    }
+
+    /// Add the next frame; returns the output frames that became ready, in order.
+    pub fn push(&mut self, frame: &RgbFrame) -> Result<Vec<RgbFrame>> {
+        if self.finished {
+            return Err(Error::Usage("frame pushed after the stream was finished".into()));
+        }
+        cancel::check()?;
+        match self.size {
+            None => self.size = Some((frame.width, frame.height)),
+            Some(s) if s != (frame.width, frame.height) => {
+                return Err(Error::Usage(format!(
+                    "frame {} is {}x{}, but the stream's frames are {}x{}",
+                    self.received, frame.width, frame.height, s.0, s.1
+                )))
+            }
+            _ => {}
+        }
+        if frame.data.len() != frame.width * frame.height * 3 {
+            return Err(Error::Usage(format!("frame {} has {} values", self.received, frame.data.len())));
+        }
+        let idx = self.received;
+        match &mut self.engine {
+            Engine::Image { up } => {
+                self.received += 1;
+                self.next_out += 1;
+                Ok(vec![upscale_frame(up, frame)?])
+            }
+            Engine::Temporal { net, arena, cache, .. } => {
+                let f = net.features(&frame.data, frame.height, frame.width, arena)?;
+                cache.insert(idx, f);
+                self.received += 1;
+                self.drain(None)
+            }
+        }
+    }
+
+    /// The clip ended: produce the remaining frames (their windows are completed by the edge
+    /// policy now that the clip length is known).
+    pub fn finish(&mut self) -> Result<Vec<RgbFrame>> {
+        if self.finished {
+            return Ok(Vec::new());
+        }
+        self.finished = true;
+        let n = self.received;
+        self.drain(Some(n))
+    }
+
+    fn drain(&mut self, n: Option<usize>) -> Result<Vec<RgbFrame>> {
+        let mut out = Vec::new();
+        let Engine::Temporal { net, arena, cache, policy } = &mut self.engine else { return Ok(out) };
+        let half = net.num_frames() / 2;
+        let (w, h) = self.size.unwrap_or((0, 0));
+        while self.next_out < self.received {
+            let i = self.next_out;
+            // Until the clip length is known, a window is final only if it does not reach past
+            // the frames received so far.
+            let idx = policy.window(i, half, n);
+            if n.is_none() && (i + half >= self.received || idx.iter().any(|&j| j >= self.received)) {
+                break;
+            }
+            cancel::check()?;
+            let window: Vec<&FrameFeatures> = idx
+                .iter()
+                .map(|j| cache.get(j).ok_or_else(|| Error::Usage(format!("frame {j} was evicted too early"))))
+                .collect::<Result<_>>()?;
+            let data = net.window(&window, arena)?;
+            out.push(RgbFrame { width: w * net.scale(), height: h * net.scale(), data });
+            self.next_out += 1;
+            // Later windows never reach further back than 2·half frames before their centre.
+            let keep_from = self.next_out.saturating_sub(2 * half);
+            cache.retain(|&k, _| k >= keep_from);
+        }
+        Ok(out)
+    }
+}
+
+/// A single-image model on one frame: through 16-bit samples, which keep far more precision than
+/// any video format carries.
+fn upscale_frame(up: &mut Upscaler, frame: &RgbFrame) -> Result<RgbFrame> {
+    let px: Vec<u16> = frame.data.iter().map(|&v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16).collect();
+    let img = ImageView {
+        width: frame.width as u32,
+        height: frame.height as u32,
+        channels: 3,
+        samples: SamplesRef::U16(&px),
+    };
+    let out = up.upscale(&img)?;
+    let data = match out.samples {
+        Samples::U16(v) => v.iter().map(|&s| s as f32 / 65535.0).collect(),
+        Samples::U8(v) => v.iter().map(|&s| s as f32 / 255.0).collect(),
+    };
+    Ok(RgbFrame { width: out.width as usize, height: out.height as usize, data })
+}
