@@ -109,18 +109,22 @@ def edvr_cases():
         ("edvr_notsa", dict(with_tsa=False), ["reflection_circle"]),
         ("edvr_predeblur", dict(with_tsa=True, with_predeblur=True), ["reflection_circle"]),
     ]
+    hr_frames = clip(12, 5, 16, 16)  # the HR-input (deblurring) variant needs sides divisible by 16
+    variants.append(("edvr_hrin", dict(with_tsa=False, with_predeblur=True, hr_in=True), ["reflection_circle"]))
     for i, (name, kw, policies) in enumerate(variants):
+        frames_v = hr_frames if kw.get("hr_in") else frames
+        nv = frames_v.shape[0]
         model = EDVR(num_feat=8, num_frame=5, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1, **kw)
         randomize(model, 100 + i, half=True)
         sd = OrderedDict((k, v.detach().half()) for k, v in model.state_dict().items())
         torch.save({"params": sd}, os.path.join(OUT, f"{name}.pth"))
-        tensors = {"frames": frames.float().numpy()}
+        tensors = {"frames": frames_v.float().numpy()}
         for p in policies:
-            windows = [basicsr_indices(c, n, 5, p) for c in range(n)]
-            tensors[f"out_{p}"] = video_outputs(model, frames, windows, lambda m, x: m(x))
+            windows = [basicsr_indices(c, nv, 5, p) for c in range(nv)]
+            tensors[f"out_{p}"] = video_outputs(model, frames_v, windows, lambda m, x: m(x))
         write_safetensors(os.path.join(OUT, f"{name}.safetensors"), tensors, metadata={"generator": "tools/make_video_fixtures.py"})
         cases.append(dict(case=name, arch="edvr", checkpoint=f"{name}.pth", reference=f"{name}.safetensors",
-                          policies=policies, scale=4, hparams=dict(num_feat=8, num_frame=5, deformable_groups=2,
+                          policies=policies, scale=1 if kw.get("hr_in") else 4, hparams=dict(num_feat=8, num_frame=5, deformable_groups=2,
                           num_extract_block=1, num_reconstruct_block=1, **kw),
                           notes="weights stored as float16 (the reference uses the same widened values); "
                                 "out_<policy>[t] is the output for centre frame t with BasicSR's "
