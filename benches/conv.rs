@@ -177,5 +177,32 @@ fn layout_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conv_benches, gemm_benches, layout_benches);
+/// The same 3x3 layers through Winograd F(4x4, 3x3): throughput counted in the direct algorithm's
+/// FLOP, so the number shows the effective speed-up.
+fn winograd_benches(c: &mut Criterion) {
+    use superres::kernels::winograd::WinogradConv;
+    let level = CpuLevel::effective();
+    let mut g = c.benchmark_group(format!("winograd/{level}"));
+    g.sample_size(10);
+    for (name, cin, cout, h, w) in
+        [("edsr_64to64_3x3_320x180", 64, 64, 180, 320), ("rrdb_96to32_3x3_320x180", 96, 32, 180, 320)]
+    {
+        let spec = ConvSpec::same(cin, cout, 3);
+        let wt = rand_vec(cout * spec.k());
+        let bias = rand_vec(cout);
+        let wc = WinogradConv::new(level, cin, cout, &wt, Some(&bias), Activation::Relu, None);
+        let x = Tensor::from_hwc(h, w, cin, 1, &rand_vec(h * w * cin));
+        let mut y = Tensor::zeros(h, w, cout, 1);
+        g.throughput(Throughput::Elements(2 * spec.macs(h, w)));
+        for t in threads() {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+            g.bench_function(BenchmarkId::new(name, format!("{t}t")), |b| {
+                pool.install(|| b.iter(|| wc.forward_into(&x, &mut y)))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, conv_benches, gemm_benches, layout_benches, winograd_benches);
 criterion_main!(benches);

@@ -34,10 +34,17 @@ struct Sd {
 impl Sd {
     fn conv(&mut self, name: &str, o: usize, i: usize, k: usize, bias: bool) {
         self.seed += 1;
-        let std = if name.contains("offset") || name.starts_with("off2d") { 0.2 } else { 2.0 } / ((i * k * k) as f32).sqrt();
-        self.sd.tensors.push((format!("{name}.weight"), TensorData::from_f32(vec![o, i, k, k], &rand_vec(o * i * k * k, self.seed, std))));
+        let std = if name.contains("offset") || name.starts_with("off2d") { 0.2 } else { 2.0 }
+            / ((i * k * k) as f32).sqrt();
+        self.sd.tensors.push((
+            format!("{name}.weight"),
+            TensorData::from_f32(vec![o, i, k, k], &rand_vec(o * i * k * k, self.seed, std)),
+        ));
         if bias {
-            self.sd.tensors.push((format!("{name}.bias"), TensorData::from_f32(vec![o], &rand_vec(o, self.seed + 7, 0.02))));
+            self.sd.tensors.push((
+                format!("{name}.bias"),
+                TensorData::from_f32(vec![o], &rand_vec(o, self.seed + 7, 0.02)),
+            ));
         }
     }
     fn model(self, name: &str) -> Model {
@@ -72,10 +79,19 @@ fn edvr_m() -> Model {
     s.conv("pcd_align.cas_dcnpack", f, f, 3, true);
     s.conv("pcd_align.cas_dcnpack.conv_offset", 3 * g * 9, f, 3, true);
     for (n, i, k) in [
-        ("temporal_attn1", f, 3), ("temporal_attn2", f, 3), ("feat_fusion", t * f, 1), ("spatial_attn1", t * f, 1),
-        ("spatial_attn2", 2 * f, 1), ("spatial_attn3", f, 3), ("spatial_attn4", f, 1), ("spatial_attn5", f, 3),
-        ("spatial_attn_l1", f, 1), ("spatial_attn_l2", 2 * f, 3), ("spatial_attn_l3", f, 3),
-        ("spatial_attn_add1", f, 1), ("spatial_attn_add2", f, 1),
+        ("temporal_attn1", f, 3),
+        ("temporal_attn2", f, 3),
+        ("feat_fusion", t * f, 1),
+        ("spatial_attn1", t * f, 1),
+        ("spatial_attn2", 2 * f, 1),
+        ("spatial_attn3", f, 3),
+        ("spatial_attn4", f, 1),
+        ("spatial_attn5", f, 3),
+        ("spatial_attn_l1", f, 1),
+        ("spatial_attn_l2", 2 * f, 3),
+        ("spatial_attn_l3", f, 3),
+        ("spatial_attn_add1", f, 1),
+        ("spatial_attn_add2", f, 1),
     ] {
         s.conv(&format!("fusion.{n}"), f, i, k, true);
     }
@@ -100,7 +116,9 @@ fn tdan() -> Model {
         s.conv(&format!("residual_layer.{i}.conv2"), f, f, 3, true);
     }
     s.conv("cr", f, 2 * f, 3, true);
-    for (off, dc) in [("off2d_1", "dconv_1"), ("off2d_2", "deconv_2"), ("off2d_3", "deconv_3"), ("off2d", "dconv")] {
+    for (off, dc) in
+        [("off2d_1", "dconv_1"), ("off2d_2", "deconv_2"), ("off2d_3", "deconv_3"), ("off2d", "dconv")]
+    {
         s.conv(off, 18 * g, f, 3, true);
         s.conv(dc, f, f, 3, false);
     }
@@ -126,11 +144,15 @@ fn deform(c: &mut Criterion) {
     let mut grp = c.benchmark_group(format!("deform/{level}"));
     grp.sample_size(10);
     grp.throughput(Throughput::Elements(2 * spec.macs(h, w)));
-    for (name, modulated, rule) in [("dcnv2_mask_tv", true, BorderRule::Torchvision), ("dcnv1", false, BorderRule::Dcnv1)] {
+    for (name, modulated, rule) in
+        [("dcnv2_mask_tv", true, BorderRule::Torchvision), ("dcnv1", false, BorderRule::Dcnv1)]
+    {
         let d = DeformConv2d::new(level, spec, &wt, None, Activation::None, g, modulated, rule);
         for t in [1usize, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
-            grp.bench_function(format!("{name}_64ch_8g_320x180/{t}t"), |b| pool.install(|| b.iter(|| d.forward(&x, &off, 0))));
+            grp.bench_function(format!("{name}_64ch_8g_320x180/{t}t"), |b| {
+                pool.install(|| b.iter(|| d.forward(&x, &off, 0)))
+            });
         }
     }
     grp.finish();
@@ -148,7 +170,8 @@ fn video_models(c: &mut Criterion) {
         let t = net.num_frames();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let mut arena = Arena::new();
-        let cached: Vec<_> = pool.install(|| (0..t).map(|_| net.features(&frame, h, w, &mut arena).unwrap()).collect());
+        let cached: Vec<_> =
+            pool.install(|| (0..t).map(|_| net.features(&frame, h, w, &mut arena).unwrap()).collect());
         grp.bench_function(format!("{name}_320x180_stream_per_frame/2t"), |b| {
             pool.install(|| {
                 b.iter(|| {
@@ -161,7 +184,8 @@ fn video_models(c: &mut Criterion) {
         grp.bench_function(format!("{name}_320x180_single_window/2t"), |b| {
             pool.install(|| {
                 b.iter(|| {
-                    let feats: Vec<_> = (0..t).map(|_| net.features(&frame, h, w, &mut arena).unwrap()).collect();
+                    let feats: Vec<_> =
+                        (0..t).map(|_| net.features(&frame, h, w, &mut arena).unwrap()).collect();
                     let win: Vec<_> = feats.iter().collect();
                     net.window(&win, &mut arena).unwrap()
                 })

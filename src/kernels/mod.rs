@@ -9,3 +9,4 @@ pub mod resize;
 pub mod sample;
 pub mod shuffle;
 pub mod simd;
+pub mod winograd;
