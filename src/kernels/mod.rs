@@ -2,7 +2,9 @@
 //! paths are generic over [`simd::Simd`] and instantiated per CPU level.
 
 pub mod conv;
+pub mod degrade;
 pub mod gemm;
+pub mod imresize;
 pub mod resize;
 pub mod shuffle;
 pub mod simd;

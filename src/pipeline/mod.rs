@@ -4,6 +4,8 @@
 pub mod batch;
 pub mod cancel;
 pub mod tile;
+pub mod tta;
 pub mod upscale;
 
+pub use tta::{Dihedral, Ensemble};
 pub use upscale::{AlphaMode, OutputImage, UpscaleOptions, Upscaler};
