@@ -34,10 +34,10 @@ mod tests {
     fn known_values() {
         let a = Plane { width: 2, height: 2, data: vec![0.0, 10.0, 20.0, 30.0] };
         let mut b = a.clone();
-        assert_eq!(psnr(&[a.clone()], &[b.clone()]), f64::INFINITY);
+        assert_eq!(psnr(std::slice::from_ref(&a), std::slice::from_ref(&b)), f64::INFINITY);
         b.data[0] = 1.0; // MSE = 1/4
         let want = 10.0 * (255.0f64 * 255.0 * 4.0).log10();
-        assert!((psnr(&[a.clone()], &[b.clone()]) - want).abs() < 1e-12);
+        assert!((psnr(std::slice::from_ref(&a), std::slice::from_ref(&b)) - want).abs() < 1e-12);
         // Joint MSE over two planes: (1/4 + 0)/2 = 1/8.
         let want2 = 10.0 * (255.0f64 * 255.0 * 8.0).log10();
         assert!((psnr(&[a.clone(), a.clone()], &[b, a]) - want2).abs() < 1e-12);
