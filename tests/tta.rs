@@ -14,18 +14,6 @@ fn fixture_model(ckpt: &str) -> Model {
     Model::open_with(&fixtures().join("models").join(ckpt), &OpenOptions::default()).unwrap()
 }
 
-fn noise_u16(n: usize, seed: u32) -> Vec<u16> {
-    let mut x = seed.wrapping_mul(2654435761) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 16) as u16
-        })
-        .collect()
-}
-
 fn upscale(m: &Model, scale: Option<usize>, img: &ImageView, opts: UpscaleOptions) -> Samples {
     let net = m.build(CpuLevel::effective(), scale).unwrap();
     Upscaler::new(net, opts).upscale(img).unwrap().samples

@@ -7,9 +7,9 @@
 //! `generate_gaussian_kernel`): the outer product of a normalised 1-D Gaussian of radius
 //! `int(4·sigma + 0.5)`.
 
-use super::imresize::pairwise_sum;
+use super::imresize::{from_f64, pairwise_sum, to_f64};
 use crate::error::{Error, Result};
-use crate::io::image::{ImageView, Samples, SamplesRef};
+use crate::io::image::ImageView;
 use crate::pipeline::OutputImage;
 use rayon::prelude::*;
 
@@ -59,23 +59,9 @@ pub fn bd_downscale(img: &ImageView, scale: usize) -> Result<OutputImage> {
             "the BD degradation is defined for x4 only (13x13 Gaussian, sigma 1.6), not x{scale}"
         )));
     }
-    let (w, h, c) = (img.width as usize, img.height as usize, img.channels as usize);
-    let len = match img.samples {
-        SamplesRef::U8(s) => s.len(),
-        SamplesRef::U16(s) => s.len(),
-    };
-    if w == 0
-        || h == 0
-        || !(1..=4).contains(&c)
-        || w.checked_mul(h).and_then(|p| p.checked_mul(c)) != Some(len)
-    {
-        return Err(Error::Usage(format!("{len} samples for a {w}x{h}x{c} image")));
-    }
+    let (w, h, c) = img.checked_dims()?;
     let (ow, oh) = (w.div_ceil(scale), h.div_ceil(scale));
-    let (data, max): (Vec<f64>, f64) = match img.samples {
-        SamplesRef::U8(s) => (s.iter().map(|&v| v as f64).collect(), 255.0),
-        SamplesRef::U16(s) => (s.iter().map(|&v| v as f64).collect(), 65535.0),
-    };
+    let (data, max) = to_f64(img);
     let k = bd_kernel(scale);
     let n = BD_KERNEL_SIZE;
     let r = (n / 2) as isize;
@@ -99,16 +85,13 @@ pub fn bd_downscale(img: &ImageView, scale: usize) -> Result<OutputImage> {
             }
         }
     });
-    let samples = match img.samples {
-        SamplesRef::U8(_) => Samples::U8(out.iter().map(|&v| v as u8).collect()),
-        SamplesRef::U16(_) => Samples::U16(out.iter().map(|&v| v as u16).collect()),
-    };
-    Ok(OutputImage { width: ow as u32, height: oh as u32, channels: c as u8, samples })
+    Ok(OutputImage { width: ow as u32, height: oh as u32, channels: c as u8, samples: from_f64(&out, img) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::image::{Samples, SamplesRef};
 
     #[test]
     fn reflect_matches_numpy_convention() {

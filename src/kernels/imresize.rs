@@ -172,23 +172,29 @@ pub fn output_len(len: usize, scale: f64) -> usize {
     (len as f64 * scale).ceil() as usize
 }
 
+/// Samples as f64 with their maximum value (255 or 65535): MATLAB resizes integer images in
+/// double and casts back to the input's class.
+pub(crate) fn to_f64(img: &ImageView) -> (Vec<f64>, f64) {
+    match img.samples {
+        SamplesRef::U8(s) => (s.iter().map(|&v| v as f64).collect(), 255.0),
+        SamplesRef::U16(s) => (s.iter().map(|&v| v as f64).collect(), 65535.0),
+    }
+}
+
+/// Integer-valued f64 samples (already rounded and saturated) back in the class of `like`.
+pub(crate) fn from_f64(values: &[f64], like: &ImageView) -> Samples {
+    match like.samples {
+        SamplesRef::U8(_) => Samples::U8(values.iter().map(|&v| v as u8).collect()),
+        SamplesRef::U16(_) => Samples::U16(values.iter().map(|&v| v as u16).collect()),
+    }
+}
+
 /// Check a resize request and return the output size `(width, height)`.
 fn check(img: &ImageView, scale: f64) -> Result<(usize, usize)> {
     if !(scale.is_finite() && scale > 0.0) {
         return Err(Error::Usage(format!("resize scale must be a positive number, not {scale}")));
     }
-    let (w, h, c) = (img.width as usize, img.height as usize, img.channels as usize);
-    let len = match img.samples {
-        SamplesRef::U8(s) => s.len(),
-        SamplesRef::U16(s) => s.len(),
-    };
-    if w == 0
-        || h == 0
-        || !(1..=4).contains(&c)
-        || w.checked_mul(h).and_then(|p| p.checked_mul(c)) != Some(len)
-    {
-        return Err(Error::Usage(format!("{len} samples for a {w}x{h}x{c} image")));
-    }
+    let (w, h, c) = img.checked_dims()?;
     let (ow, oh) = (output_len(w, scale), output_len(h, scale));
     if ow == 0 || oh == 0 {
         return Err(Error::Usage(format!("resizing {w}x{h} by {scale} leaves no pixels")));
@@ -208,19 +214,12 @@ fn check(img: &ImageView, scale: f64) -> Result<(usize, usize)> {
 pub fn imresize(img: &ImageView, scale: f64) -> Result<OutputImage> {
     let (ow, oh) = check(img, scale)?;
     let (w, h, ch) = (img.width as usize, img.height as usize, img.channels as usize);
-    let (data, max): (Vec<f64>, f64) = match img.samples {
-        SamplesRef::U8(s) => (s.iter().map(|&v| v as f64).collect(), 255.0),
-        SamplesRef::U16(s) => (s.iter().map(|&v| v as f64).collect(), 65535.0),
-    };
+    let (data, max) = to_f64(img);
     let cr = contributions(h, oh, scale, true);
     let cc = contributions(w, ow, scale, true);
     let rows = pass_rows(&data, w * ch, &cr, Some(max));
     let out = pass_cols(&rows, oh, w, ch, &cc, Some(max));
-    let samples = match img.samples {
-        SamplesRef::U8(_) => Samples::U8(out.iter().map(|&v| v as u8).collect()),
-        SamplesRef::U16(_) => Samples::U16(out.iter().map(|&v| v as u16).collect()),
-    };
-    Ok(OutputImage { width: ow as u32, height: oh as u32, channels: ch as u8, samples })
+    Ok(OutputImage { width: ow as u32, height: oh as u32, channels: ch as u8, samples: from_f64(&out, img) })
 }
 
 /// Crop an image at the bottom and right to a multiple of `s` in each dimension (the papers'

@@ -34,15 +34,11 @@ impl Plane {
 }
 
 fn samples_255(img: &ImageView) -> Result<Vec<f64>> {
-    let (w, h, c) = (img.width as usize, img.height as usize, img.channels as usize);
-    let v: Vec<f64> = match img.samples {
+    img.checked_dims()?;
+    Ok(match img.samples {
         SamplesRef::U8(s) => s.iter().map(|&v| v as f64).collect(),
         SamplesRef::U16(s) => s.iter().map(|&v| v as f64 / 257.0).collect(),
-    };
-    if w == 0 || h == 0 || !(1..=4).contains(&c) || v.len() != w * h * c {
-        return Err(Error::Usage(format!("{} samples for a {w}x{h}x{c} image", v.len())));
-    }
-    Ok(v)
+    })
 }
 
 /// Whether an image is gray (1 channel, or gray + alpha).

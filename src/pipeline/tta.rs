@@ -221,9 +221,7 @@ pub fn run_hwc(
     }
     let inv = 1.0 / ens.len() as f32;
     let mut out = acc.expect("an ensemble has at least one transform");
-    if ens.len() > 1 {
-        out.iter_mut().for_each(|v| *v *= inv);
-    }
+    out.iter_mut().for_each(|v| *v *= inv);
     Ok(out)
 }
 

@@ -89,6 +89,17 @@ enum Route {
     Alpha,
 }
 
+impl Route {
+    /// The image channels (of `c`) that feed the network's three inputs.
+    fn sources(self, c: usize) -> [usize; 3] {
+        match self {
+            Route::Color => [0, 1, 2],
+            Route::Gray => [0, 0, 0],
+            Route::Alpha => [c - 1; 3],
+        }
+    }
+}
+
 /// A network plus the reusable state for running it over images.
 pub struct Upscaler {
     net: Network,
@@ -249,11 +260,7 @@ impl Upscaler {
         let plan = &self.plans[&key];
         let w = img.width as usize;
         let s = self.net.scale();
-        let src_ch: [usize; 3] = match route {
-            Route::Color => [0, 1, 2],
-            Route::Gray => [0, 0, 0],
-            Route::Alpha => [c - 1; 3],
-        };
+        let src_ch = route.sources(c);
         let in_aff = self.net.input_affine().to_vec();
         let out_aff = self.net.output_affine().to_vec();
         let fill = |buf: &mut [f32], l: &Layout| match img.samples {
@@ -299,11 +306,7 @@ impl Upscaler {
         let (oh, ow) = ((t.y1 - t.y0) * s, (t.x1 - t.x0) * s);
         // Offset of the owned output inside the padded tile's output.
         let (ry0, rx0) = ((t.y0 - t.py0) * s, (t.x0 - t.px0) * s);
-        let src_ch: [usize; 3] = match route {
-            Route::Color => [0, 1, 2],
-            Route::Gray => [0, 0, 0],
-            Route::Alpha => [c - 1; 3],
-        };
+        let src_ch = route.sources(c);
         let in_aff = self.net.input_affine().to_vec();
         let out_aff = self.net.output_affine().to_vec();
         let mut sums = vec![0f32; oh * ow * 3];
@@ -329,13 +332,12 @@ impl Upscaler {
             };
             self.net.run_with(plan, &mut self.arena, fill, add);
         }
-        let n = transforms.len();
-        let inv = 1.0 / n as f32;
+        let inv = 1.0 / transforms.len() as f32;
         let ow_img = w * s;
         let (oy0, ox0) = (t.y0 * s, t.x0 * s);
         match out {
-            Samples::U8(o) => store_sums(o, &sums, ow_img, c, oy0, ox0, oh, ow, n, inv, route, 255.0),
-            Samples::U16(o) => store_sums(o, &sums, ow_img, c, oy0, ox0, oh, ow, n, inv, route, 65535.0),
+            Samples::U8(o) => store_sums(o, &sums, ow_img, c, oy0, ox0, oh, ow, inv, route, 255.0),
+            Samples::U16(o) => store_sums(o, &sums, ow_img, c, oy0, ox0, oh, ow, inv, route, 65535.0),
         }
         Ok(())
     }
@@ -352,7 +354,6 @@ fn store_sums<T: Sample>(
     ox0: usize,
     oh: usize,
     ow: usize,
-    n: usize,
     inv: f32,
     route: Route,
     max: f32,
@@ -361,7 +362,7 @@ fn store_sums<T: Sample>(
     rows.enumerate().for_each(|(i, row)| {
         for j in 0..ow {
             let v = &sums[(i * ow + j) * 3..][..3];
-            let rgb = [0, 1, 2].map(|k| if n > 1 { v[k] * inv } else { v[k] });
+            let rgb = [0, 1, 2].map(|k| v[k] * inv);
             store(&mut row[(ox0 + j) * c..(ox0 + j + 1) * c], c, route, rgb, max);
         }
     });
