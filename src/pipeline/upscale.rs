@@ -166,14 +166,8 @@ impl Upscaler {
         let pad = self.tile_pad();
         tiles(h, w, self.tile_size(h, w), pad)
             .iter()
-            .map(|t| {
-                let b = self.tile_bytes(t.padded_h(), t.padded_w());
-                if b == usize::MAX {
-                    0
-                } else {
-                    b
-                }
-            })
+            .map(|t| self.tile_bytes(t.padded_h(), t.padded_w()))
+            .filter(|&b| b != usize::MAX)
             .max()
             .unwrap_or(0)
     }

@@ -11,15 +11,17 @@ use superres::kernels::{degrade, imresize};
 use superres::pipeline::batch::{self, Job, Sink, Source};
 use superres::{Error, Result};
 
-#[derive(Args, Debug)]
-#[command(long_about = "Downscale images exactly as the super-resolution benchmarks were made.\n\n\
+/// The `--help` text.
+pub const LONG_ABOUT: &str = "Downscale images exactly as the super-resolution benchmarks were made.\n\n\
     The input is first cropped at the bottom and right to a multiple of N (the papers' modcrop).\n\
     bicubic: MATLAB imresize(img, 1/N, 'bicubic') bit for bit (antialiased Keys cubic, clamped \
     edges, rows then columns, rounded after each pass); this is the \"BI\" degradation of the SISR \
     sets and Vid4 BI.\n\
     bd: the x4 \"BD\" degradation of the video papers (DUF/BasicSR): 13x13 Gaussian blur with \
     sigma 1.6, reflect padding, every 4th pixel from offset 0.\n\n\
-    Sample depth (8/16-bit), channels (gray, alpha) and ICC profiles are kept.")]
+    Sample depth (8/16-bit), channels (gray, alpha) and ICC profiles are kept.";
+
+#[derive(Args, Debug)]
 pub struct DownscaleArgs {
     /// Input images or directories (`-` reads one image from stdin).
     #[arg(value_name = "INPUT")]

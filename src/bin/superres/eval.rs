@@ -15,8 +15,8 @@ use superres::{Error, Result};
 /// The pseudo-model name for MATLAB-exact bicubic upscaling.
 pub const BICUBIC: &str = "bicubic";
 
-#[derive(Args, Debug)]
-#[command(long_about = "PSNR and SSIM exactly as the super-resolution papers compute them.\n\n\
+/// The `--help` text.
+pub const LONG_ABOUT: &str = "PSNR and SSIM exactly as the super-resolution papers compute them.\n\n\
     Images are paired by name (without extension) between --lr (or --sr) and --hr. The HR image \
     is cropped to a multiple of the scale (modcrop); LR x scale (or SR) must match it. Scores are \
     on Y of BT.601 (MATLAB rgb2ycbcr, unrounded; gray images as they are) after ignoring --crop \
@@ -24,9 +24,13 @@ pub const BICUBIC: &str = "bicubic";
     valid filtering). --rgb scores PSNR over R, G, B jointly and SSIM per channel, averaged.\n\n\
     A folder of images is averaged over images; a folder of clips (each a folder of frames) over \
     the frames of each clip, then over clips, as the video papers do (they use --crop 0).\n\n\
+    -s N is the scale: a model's own by default (or which scale of a multi-scale model), inferred \
+    from the image sizes for -m bicubic, required with --sr.\n\n\
     -m MODEL runs the model on the LR images and scores its 8-bit output (16-bit for 16-bit \
     input), as the papers score saved PNGs; -m bicubic is MATLAB imresize(lr, scale, 'bicubic'). \
-    Nothing is written. An identical pair has infinite PSNR (null in --json).")]
+    Nothing is written. An identical pair has infinite PSNR (null in --json).";
+
+#[derive(Args, Debug)]
 pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,

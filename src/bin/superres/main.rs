@@ -29,8 +29,10 @@ enum Command {
     /// List the models shipped in the weights folder.
     Models(info::ModelsArgs),
     /// PSNR/SSIM of a model, bicubic or saved SR images against ground truth, as the papers compute them.
+    #[command(long_about = eval::LONG_ABOUT)]
     Eval(eval::EvalArgs),
     /// Make benchmark LR images: MATLAB-exact bicubic or the x4 BD blur-downsample.
+    #[command(long_about = downscale::LONG_ABOUT)]
     Downscale(downscale::DownscaleArgs),
 }
 
