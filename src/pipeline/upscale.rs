@@ -257,14 +257,8 @@ impl Upscaler {
         let src_ch = route.sources(c);
         let in_aff = self.net.input_affine().to_vec();
         let out_aff = self.net.output_affine().to_vec();
-        let fill = |buf: &mut [f32], l: &Layout| match img.samples {
-            SamplesRef::U8(px) => {
-                fill_tile(buf, l, px, w, c, t, Dihedral::IDENTITY, src_ch, &in_aff, 1.0 / 255.0)
-            }
-            SamplesRef::U16(px) => {
-                fill_tile(buf, l, px, w, c, t, Dihedral::IDENTITY, src_ch, &in_aff, 1.0 / 65535.0)
-            }
-        };
+        let fill =
+            |buf: &mut [f32], l: &Layout| fill_tile(buf, l, img, t, Dihedral::IDENTITY, src_ch, &in_aff);
         let ow = w * s;
         let read = |buf: &[f32], l: &Layout| match out {
             Samples::U8(o) => read_tile(buf, l, o, ow, c, t, s, route, &out_aff, 255.0),
@@ -309,10 +303,7 @@ impl Upscaler {
             let key = d.dims(ph, pw);
             self.ensure_plan(key)?;
             let plan = &self.plans[&key];
-            let fill = |buf: &mut [f32], l: &Layout| match img.samples {
-                SamplesRef::U8(px) => fill_tile(buf, l, px, w, c, t, d, src_ch, &in_aff, 1.0 / 255.0),
-                SamplesRef::U16(px) => fill_tile(buf, l, px, w, c, t, d, src_ch, &in_aff, 1.0 / 65535.0),
-            };
+            let fill = |buf: &mut [f32], l: &Layout| fill_tile(buf, l, img, t, d, src_ch, &in_aff);
             let add = |buf: &[f32], l: &Layout| {
                 sums.par_chunks_mut(ow * 3).enumerate().for_each(|(i, row)| {
                     for j in 0..ow {
@@ -395,8 +386,24 @@ pub(crate) fn quantize(v: f32, max: f32) -> f32 {
 
 /// Fill the network input with the padded tile, transformed by `d` (the buffer's layout has the
 /// transformed size).
+fn fill_tile(
+    buf: &mut [f32],
+    l: &Layout,
+    img: &ImageView,
+    t: &Tile,
+    d: Dihedral,
+    src_ch: [usize; 3],
+    aff: &[(f32, f32)],
+) {
+    let (w, c) = (img.width as usize, img.channels as usize);
+    match img.samples {
+        SamplesRef::U8(px) => fill_samples(buf, l, px, w, c, t, d, src_ch, aff, 1.0 / 255.0),
+        SamplesRef::U16(px) => fill_samples(buf, l, px, w, c, t, d, src_ch, aff, 1.0 / 65535.0),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-fn fill_tile<T: Sample>(
+fn fill_samples<T: Sample>(
     buf: &mut [f32],
     l: &Layout,
     px: &[T],
