@@ -31,6 +31,7 @@ pub mod error;
 pub mod graph;
 pub mod io;
 pub mod kernels;
+pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod tensor;

@@ -52,3 +52,16 @@ pub fn open_fixture(name: &str) -> SafeTensors {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Deterministic pseudo-random 16-bit samples (xorshift).
+pub fn noise_u16(n: usize, seed: u32) -> Vec<u16> {
+    let mut x = seed.wrapping_mul(2654435761) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 16) as u16
+        })
+        .collect()
+}

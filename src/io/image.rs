@@ -181,6 +181,21 @@ impl ImageView<'_> {
     pub fn has_alpha(&self) -> bool {
         self.channels == 2 || self.channels == 4
     }
+
+    /// `(width, height, channels)` after checking that the view is well formed: at least one
+    /// pixel, 1 to 4 channels, and exactly `width * height * channels` samples.
+    pub fn checked_dims(&self) -> Result<(usize, usize, usize)> {
+        let (w, h, c) = (self.width as usize, self.height as usize, self.channels as usize);
+        let len = self.samples.len();
+        if w == 0
+            || h == 0
+            || !(1..=4).contains(&c)
+            || w.checked_mul(h).and_then(|p| p.checked_mul(c)) != Some(len)
+        {
+            return Err(Error::Usage(format!("{len} samples for a {w}x{h}x{c} image")));
+        }
+        Ok((w, h, c))
+    }
 }
 
 /// Decodes an image file; the format is detected from the content, not the extension.

@@ -4,7 +4,9 @@
 pub mod attention;
 pub mod conv;
 pub mod deform;
+pub mod degrade;
 pub mod gemm;
+pub mod imresize;
 pub mod resize;
 pub mod sample;
 pub mod shuffle;

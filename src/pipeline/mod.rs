@@ -4,7 +4,9 @@
 pub mod batch;
 pub mod cancel;
 pub mod tile;
+pub mod tta;
 pub mod upscale;
 pub mod video;
 
+pub use tta::{Dihedral, Ensemble};
 pub use upscale::{AlphaMode, OutputImage, UpscaleOptions, Upscaler};

@@ -4,6 +4,7 @@
 
 use super::cancel;
 use super::tile::{tiles, Tile};
+use super::tta::{Dihedral, Ensemble};
 use crate::error::{Error, Result};
 use crate::graph::{Arena, Plan};
 use crate::io::image::{ImageView, Samples, SamplesRef};
@@ -39,6 +40,9 @@ pub struct UpscaleOptions {
     pub alpha: AlphaMode,
     /// Output bits per sample (8 or 16); `None` keeps the input's.
     pub depth: Option<u8>,
+    /// Self-ensemble (test-time augmentation): each tile is run once per transform and the
+    /// results averaged before quantisation. Costs one network run per transform.
+    pub tta: Ensemble,
 }
 
 impl Default for UpscaleOptions {
@@ -49,6 +53,7 @@ impl Default for UpscaleOptions {
             max_working_bytes: DEFAULT_MAX_WORKING_BYTES,
             alpha: AlphaMode::Bicubic,
             depth: None,
+            tta: Ensemble::none(),
         }
     }
 }
@@ -84,6 +89,17 @@ enum Route {
     Alpha,
 }
 
+impl Route {
+    /// The image channels (of `c`) that feed the network's three inputs.
+    fn sources(self, c: usize) -> [usize; 3] {
+        match self {
+            Route::Color => [0, 1, 2],
+            Route::Gray => [0, 0, 0],
+            Route::Alpha => [c - 1; 3],
+        }
+    }
+}
+
 /// A network plus the reusable state for running it over images.
 pub struct Upscaler {
     net: Network,
@@ -116,8 +132,7 @@ impl Upscaler {
             return self.opts.tile;
         }
         let budget = self.opts.max_working_bytes;
-        let bytes =
-            |th: usize, tw: usize| self.net.plan(th, tw).map(|p| p.arena_bytes()).unwrap_or(usize::MAX);
+        let bytes = |th: usize, tw: usize| self.tile_bytes(th, tw);
         if bytes(h, w) <= budget {
             return 0;
         }
@@ -136,12 +151,23 @@ impl Upscaler {
         lo * 16
     }
 
-    /// Peak activation bytes for an `h x w` image with the chosen tiling.
+    /// Working bytes of one padded `th x tw` tile: the activations, plus the f32 sums of a
+    /// self-ensemble (bounded by the tile, never the whole image).
+    fn tile_bytes(&self, th: usize, tw: usize) -> usize {
+        let Ok(plan) = self.net.plan(th, tw) else { return usize::MAX };
+        let s = self.net.scale();
+        let sums = if self.opts.tta.is_plain() { 0 } else { th * s * tw * s * 3 * 4 };
+        plan.arena_bytes().saturating_add(sums)
+    }
+
+    /// Peak working bytes (activations, and self-ensemble sums) for an `h x w` image with the
+    /// chosen tiling.
     pub fn working_bytes(&self, h: usize, w: usize) -> usize {
         let pad = self.tile_pad();
         tiles(h, w, self.tile_size(h, w), pad)
             .iter()
-            .map(|t| self.net.plan(t.padded_h(), t.padded_w()).map(|p| p.arena_bytes()).unwrap_or(0))
+            .map(|t| self.tile_bytes(t.padded_h(), t.padded_w()))
+            .filter(|&b| b != usize::MAX)
             .max()
             .unwrap_or(0)
     }
@@ -200,7 +226,11 @@ impl Upscaler {
         for route in passes {
             for t in &tl {
                 cancel::check()?;
-                self.run_tile(img, t, route, &mut samples, c)?;
+                if self.opts.tta.is_plain() {
+                    self.run_tile(img, t, route, &mut samples, c)?;
+                } else {
+                    self.run_tile_ensemble(img, t, route, &mut samples, c)?;
+                }
                 done += 1;
                 progress(done, total);
             }
@@ -220,24 +250,15 @@ impl Upscaler {
         c: usize,
     ) -> Result<()> {
         let key = (t.padded_h(), t.padded_w());
-        if !self.plans.contains_key(&key) {
-            let plan = self.net.plan(key.0, key.1)?;
-            self.plans.insert(key, plan);
-        }
+        self.ensure_plan(key)?;
         let plan = &self.plans[&key];
         let w = img.width as usize;
         let s = self.net.scale();
-        let src_ch: [usize; 3] = match route {
-            Route::Color => [0, 1, 2],
-            Route::Gray => [0, 0, 0],
-            Route::Alpha => [c - 1; 3],
-        };
+        let src_ch = route.sources(c);
         let in_aff = self.net.input_affine().to_vec();
         let out_aff = self.net.output_affine().to_vec();
-        let fill = |buf: &mut [f32], l: &Layout| match img.samples {
-            SamplesRef::U8(px) => fill_tile(buf, l, px, w, c, t, src_ch, &in_aff, 1.0 / 255.0),
-            SamplesRef::U16(px) => fill_tile(buf, l, px, w, c, t, src_ch, &in_aff, 1.0 / 65535.0),
-        };
+        let fill =
+            |buf: &mut [f32], l: &Layout| fill_tile(buf, l, img, t, Dihedral::IDENTITY, src_ch, &in_aff);
         let ow = w * s;
         let read = |buf: &[f32], l: &Layout| match out {
             Samples::U8(o) => read_tile(buf, l, o, ow, c, t, s, route, &out_aff, 255.0),
@@ -246,6 +267,90 @@ impl Upscaler {
         self.net.run_with(plan, &mut self.arena, fill, read);
         Ok(())
     }
+
+    fn ensure_plan(&mut self, key: (usize, usize)) -> Result<()> {
+        if !self.plans.contains_key(&key) {
+            let plan = self.net.plan(key.0, key.1)?;
+            self.plans.insert(key, plan);
+        }
+        Ok(())
+    }
+
+    /// A tile under a self-ensemble: the padded tile is transformed, run, and the owned part of
+    /// the output read back through the inverse transform into f32 sums (transform order fixed),
+    /// which are averaged and quantised once. The padded tile has the same context on every side
+    /// in every orientation, so tiled output still equals untiled output.
+    fn run_tile_ensemble(
+        &mut self,
+        img: &ImageView,
+        t: &Tile,
+        route: Route,
+        out: &mut Samples,
+        c: usize,
+    ) -> Result<()> {
+        let w = img.width as usize;
+        let s = self.net.scale();
+        let (ph, pw) = (t.padded_h(), t.padded_w());
+        let (oh, ow) = ((t.y1 - t.y0) * s, (t.x1 - t.x0) * s);
+        // Offset of the owned output inside the padded tile's output.
+        let (ry0, rx0) = ((t.y0 - t.py0) * s, (t.x0 - t.px0) * s);
+        let src_ch = route.sources(c);
+        let in_aff = self.net.input_affine().to_vec();
+        let out_aff = self.net.output_affine().to_vec();
+        let mut sums = vec![0f32; oh * ow * 3];
+        let transforms = self.opts.tta.transforms().to_vec();
+        for &d in &transforms {
+            let key = d.dims(ph, pw);
+            self.ensure_plan(key)?;
+            let plan = &self.plans[&key];
+            let fill = |buf: &mut [f32], l: &Layout| fill_tile(buf, l, img, t, d, src_ch, &in_aff);
+            let add = |buf: &[f32], l: &Layout| {
+                sums.par_chunks_mut(ow * 3).enumerate().for_each(|(i, row)| {
+                    for j in 0..ow {
+                        let (ty, tx) = d.target(ry0 + i, rx0 + j, ph * s, pw * s);
+                        let o = l.offset(ty as isize, tx as isize) as usize;
+                        for k in 0..3 {
+                            row[j * 3 + k] += out_aff[k].0 * buf[o + k] + out_aff[k].1;
+                        }
+                    }
+                });
+            };
+            self.net.run_with(plan, &mut self.arena, fill, add);
+        }
+        let inv = 1.0 / transforms.len() as f32;
+        let ow_img = w * s;
+        let (oy0, ox0) = (t.y0 * s, t.x0 * s);
+        match out {
+            Samples::U8(o) => store_sums(o, &sums, ow_img, c, oy0, ox0, oh, ow, inv, route, 255.0),
+            Samples::U16(o) => store_sums(o, &sums, ow_img, c, oy0, ox0, oh, ow, inv, route, 65535.0),
+        }
+        Ok(())
+    }
+}
+
+/// Average ensemble sums and quantise them into the owned output rectangle.
+#[allow(clippy::too_many_arguments)]
+fn store_sums<T: Sample>(
+    out: &mut [T],
+    sums: &[f32],
+    ow_img: usize,
+    c: usize,
+    oy0: usize,
+    ox0: usize,
+    oh: usize,
+    ow: usize,
+    inv: f32,
+    route: Route,
+    max: f32,
+) {
+    let rows = out[oy0 * ow_img * c..(oy0 + oh) * ow_img * c].par_chunks_mut(ow_img * c);
+    rows.enumerate().for_each(|(i, row)| {
+        for j in 0..ow {
+            let v = &sums[(i * ow + j) * 3..][..3];
+            let rgb = [0, 1, 2].map(|k| v[k] * inv);
+            store(&mut row[(ox0 + j) * c..(ox0 + j + 1) * c], c, route, rgb, max);
+        }
+    });
 }
 
 /// A sample type the pipeline reads and writes.
@@ -279,21 +384,43 @@ pub(crate) fn quantize(v: f32, max: f32) -> f32 {
     (v.clamp(0.0, 1.0) * max).round_ties_even()
 }
 
+/// Fill the network input with the padded tile, transformed by `d` (the buffer's layout has the
+/// transformed size).
+fn fill_tile(
+    buf: &mut [f32],
+    l: &Layout,
+    img: &ImageView,
+    t: &Tile,
+    d: Dihedral,
+    src_ch: [usize; 3],
+    aff: &[(f32, f32)],
+) {
+    let (w, c) = (img.width as usize, img.channels as usize);
+    match img.samples {
+        SamplesRef::U8(px) => fill_samples(buf, l, px, w, c, t, d, src_ch, aff, 1.0 / 255.0),
+        SamplesRef::U16(px) => fill_samples(buf, l, px, w, c, t, d, src_ch, aff, 1.0 / 65535.0),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-fn fill_tile<T: Sample>(
+fn fill_samples<T: Sample>(
     buf: &mut [f32],
     l: &Layout,
     px: &[T],
     w: usize,
     c: usize,
     t: &Tile,
+    d: Dihedral,
     src_ch: [usize; 3],
     aff: &[(f32, f32)],
     inv_max: f32,
 ) {
-    for y in t.py0..t.py1 {
-        for x in t.px0..t.px1 {
-            let o = l.offset((y - t.py0) as isize, (x - t.px0) as isize) as usize;
+    let (ph, pw) = (t.padded_h(), t.padded_w());
+    for ty in 0..l.h {
+        for tx in 0..l.w {
+            let o = l.offset(ty as isize, tx as isize) as usize;
+            let (sy, sx) = d.source(ty, tx, ph, pw);
+            let (y, x) = (t.py0 + sy, t.px0 + sx);
             let p = &px[(y * w + x) * c..];
             for k in 0..3 {
                 let (a, b) = aff[k];
@@ -324,18 +451,23 @@ fn read_tile<T: Sample>(
         for ox in ox0..ox1 {
             let o = l.offset(ty, (ox - t.px0 * s) as isize) as usize;
             let rgb = [0, 1, 2].map(|k| aff[k].0 * buf[o + k] + aff[k].1);
-            let dst = &mut row[ox * c..(ox + 1) * c];
-            match route {
-                Route::Color => {
-                    for k in 0..3 {
-                        dst[k] = T::from_f32(quantize(rgb[k], max));
-                    }
-                }
-                Route::Gray => dst[0] = T::from_f32(quantize(luma(rgb), max)),
-                Route::Alpha => dst[c - 1] = T::from_f32(quantize(luma(rgb), max)),
-            }
+            store(&mut row[ox * c..(ox + 1) * c], c, route, rgb, max);
         }
     });
+}
+
+/// Quantise one output pixel (RGB in [0,1] terms) into its samples according to the route.
+#[inline]
+fn store<T: Sample>(dst: &mut [T], c: usize, route: Route, rgb: [f32; 3], max: f32) {
+    match route {
+        Route::Color => {
+            for k in 0..3 {
+                dst[k] = T::from_f32(quantize(rgb[k], max));
+            }
+        }
+        Route::Gray => dst[0] = T::from_f32(quantize(luma(rgb), max)),
+        Route::Alpha => dst[c - 1] = T::from_f32(quantize(luma(rgb), max)),
+    }
 }
 
 /// BT.601 luma of clamped RGB, as OpenCV's RGB-to-gray that reference tools use for gray output.

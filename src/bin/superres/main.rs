@@ -1,6 +1,8 @@
 //! `superres`: the command-line front end. Argument parsing, progress and exit codes live here;
 //! everything else is the library.
 
+mod downscale;
+mod eval;
 mod info;
 mod progress;
 mod upscale;
@@ -30,6 +32,12 @@ enum Command {
     Info(info::InfoArgs),
     /// List the models shipped in the weights folder.
     Models(info::ModelsArgs),
+    /// PSNR/SSIM of a model, bicubic or saved SR images against ground truth, as the papers compute them.
+    #[command(long_about = eval::LONG_ABOUT)]
+    Eval(eval::EvalArgs),
+    /// Make benchmark LR images: MATLAB-exact bicubic or the x4 BD blur-downsample.
+    #[command(long_about = downscale::LONG_ABOUT)]
+    Downscale(downscale::DownscaleArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -47,6 +55,30 @@ pub struct ModelArgs {
     /// Scale to run, for multi-scale models.
     #[arg(short = 's', long, value_name = "N")]
     pub scale: Option<usize>,
+}
+
+/// Self-ensemble options shared by `upscale` and `eval`.
+#[derive(Args, Clone, Debug)]
+pub struct TtaArgs {
+    /// Self-ensemble (EDSR+): run the model on the flips and transposes of the input, undo each
+    /// on the output and average. Usually a small PSNR gain; costs x8 the time (x4 with
+    /// --tta-transforms 4); memory stays that of one tile.
+    #[arg(long)]
+    pub tta: bool,
+    /// Transforms in the self-ensemble: 8 (flips and transposes) or 4 (flips only, as TDAN's
+    /// evaluation).
+    #[arg(long, value_name = "N", default_value = "8", requires = "tta",
+          value_parser = clap::builder::PossibleValuesParser::new(["4", "8"]))]
+    pub tta_transforms: String,
+}
+
+impl TtaArgs {
+    pub fn ensemble(&self) -> superres::Result<superres::pipeline::Ensemble> {
+        if !self.tta {
+            return Ok(superres::pipeline::Ensemble::none());
+        }
+        superres::pipeline::Ensemble::with_count(self.tta_transforms.parse().expect("validated by clap"))
+    }
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -97,6 +129,8 @@ fn main() -> ExitCode {
         Command::Convert(a) => info::convert(a),
         Command::Info(a) => info::info(a),
         Command::Models(a) => info::models(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Downscale(a) => downscale::run(a),
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,8 @@ pub struct Progress {
     processed: usize,
     processed_secs: f64,
     line_open: bool,
+    /// Past participle for the summary line ("upscaled", "downscaled").
+    verb: &'static str,
 }
 
 impl Progress {
@@ -39,9 +41,15 @@ impl Progress {
             processed: 0,
             processed_secs: 0.0,
             line_open: false,
+            verb: "upscaled",
         };
         p.json(serde_json::json!({"event": "start", "files": total}));
         p
+    }
+
+    /// Word used for finished files in the summary line.
+    pub fn set_verb(&mut self, verb: &'static str) {
+        self.verb = verb;
     }
 
     fn json(&self, v: serde_json::Value) {
@@ -126,7 +134,8 @@ impl Progress {
         }));
         if self.mode == Mode::Terminal && self.total > 1 {
             eprintln!(
-                "{done} upscaled, {skipped} skipped (already present), {failed} failed in {}",
+                "{done} {}, {skipped} skipped (already present), {failed} failed in {}",
+                self.verb,
                 fmt_secs(secs)
             );
         }

@@ -1,7 +1,7 @@
 //! `superres upscale`.
 
 use crate::progress::Progress;
-use crate::{cpu_level, report, ModelArgs};
+use crate::{cpu_level, report, ModelArgs, TtaArgs};
 use clap::Args;
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -60,6 +60,8 @@ pub struct UpscaleArgs {
     /// Largest input image accepted, in pixels.
     #[arg(long, value_name = "N")]
     pub max_pixels: Option<u64>,
+    #[command(flatten)]
+    pub tta: TtaArgs,
 }
 
 pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
@@ -81,6 +83,7 @@ pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
         max_working_bytes: a.max_mem.saturating_mul(1 << 20),
         alpha: if a.alpha == "model" { AlphaMode::Model } else { AlphaMode::Bicubic },
         depth: a.depth.as_deref().map(|d| d.parse().expect("validated by clap")),
+        tta: a.tta.ensemble()?,
     };
     // Catch format/depth/quality combinations that can never work before any image is read.
     for j in &jobs {
