@@ -331,3 +331,41 @@ fn real_ffmpeg_pipe() {
     assert_eq!(s["r_frame_rate"], "24000/1001");
     assert_eq!(s["nb_read_frames"], "9");
 }
+
+#[test]
+fn video_self_ensemble_averages_the_transformed_windows() {
+    use superres::pipeline::{Dihedral, Ensemble};
+    let model = Model::open(&video_fixture("edvr_tsa.pth")).unwrap();
+    let st = SafeTensors::open(&video_fixture("edvr_tsa.safetensors")).unwrap();
+    let (frames, h, w) = clip(&st, "frames");
+    let run = |tta: Ensemble, frames: &[Vec<f32>], h: usize, w: usize| -> Vec<RgbFrame> {
+        let mut s = VideoStream::temporal_tta(model.build_video(CpuLevel::effective()).unwrap(), None, tta);
+        let mut out = Vec::new();
+        for f in frames {
+            out.extend(s.push(&RgbFrame { width: w, height: h, data: f.clone() }).unwrap());
+        }
+        out.extend(s.finish().unwrap());
+        out
+    };
+    let ens = run(Ensemble::x8(), &frames, h, w);
+    // By hand: transform every frame, run plainly, transform the outputs back, average.
+    let mut sum = vec![vec![0.0f32; ens[0].data.len()]; frames.len()];
+    for d in Dihedral::ALL {
+        let tf: Vec<Vec<f32>> = frames.iter().map(|f| d.apply(f, h, w, 3).0).collect();
+        let (th, tw) = d.dims(h, w);
+        for (t, o) in run(Ensemble::none(), &tf, th, tw).iter().enumerate() {
+            let back = d.invert().apply(&o.data, o.height, o.width, 3).0;
+            sum[t].iter_mut().zip(&back).for_each(|(a, b)| *a += b);
+        }
+    }
+    for (t, (e, s)) in ens.iter().zip(&sum).enumerate() {
+        let avg: Vec<f32> = s.iter().map(|v| v / 8.0).collect();
+        assert!(max_abs_diff(&e.data, &avg) <= 1e-6, "frame {t}");
+        assert_eq!((e.width, e.height), (w * 4, h * 4));
+    }
+    let plain = run(Ensemble::none(), &frames, h, w);
+    assert!(
+        max_abs_diff(&plain[2].data, &ens[2].data) > 1e-4,
+        "the ensemble should change a random-weight model's output"
+    );
+}

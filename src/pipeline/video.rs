@@ -3,6 +3,7 @@
 //! pending window still needs them, so memory does not depend on the clip length.
 
 use super::cancel;
+use super::tta::Ensemble;
 use super::upscale::Upscaler;
 use crate::error::{Error, Result};
 use crate::graph::Arena;
@@ -20,8 +21,15 @@ pub struct RgbFrame {
 }
 
 enum Engine {
-    /// A window model (EDVR, TDAN).
-    Temporal { net: VideoNetwork, arena: Arena, cache: BTreeMap<usize, FrameFeatures>, policy: EdgePolicy },
+    /// A window model (EDVR, TDAN); with a self-ensemble, each frame's features are cached once
+    /// per transform.
+    Temporal {
+        net: VideoNetwork,
+        arena: Arena,
+        cache: BTreeMap<usize, Vec<FrameFeatures>>,
+        policy: EdgePolicy,
+        tta: Ensemble,
+    },
     /// A single-image model applied frame by frame.
     Image { up: Box<Upscaler> },
 }
@@ -38,8 +46,15 @@ pub struct VideoStream {
 impl VideoStream {
     /// A stream over a window model with the given edge policy (the model's default if `None`).
     pub fn temporal(net: VideoNetwork, policy: Option<EdgePolicy>) -> Self {
+        VideoStream::temporal_tta(net, policy, Ensemble::none())
+    }
+
+    /// As [`VideoStream::temporal`] with a self-ensemble: every frame of the window goes through
+    /// the same flip/transpose, each output is transformed back, and the results are averaged in
+    /// a fixed order (TDAN's evaluation uses the four flips, [`Ensemble::flips`]).
+    pub fn temporal_tta(net: VideoNetwork, policy: Option<EdgePolicy>, tta: Ensemble) -> Self {
         let policy = policy.unwrap_or(net.default_edge());
-        VideoStream::with(Engine::Temporal { net, arena: Arena::new(), cache: BTreeMap::new(), policy })
+        VideoStream::with(Engine::Temporal { net, arena: Arena::new(), cache: BTreeMap::new(), policy, tta })
     }
 
     /// A stream that runs a single-image upscaler on each frame.
@@ -77,7 +92,7 @@ impl VideoStream {
     /// Bytes of cached frame features right now (bounded by the window, not the clip).
     pub fn cached_bytes(&self) -> usize {
         match &self.engine {
-            Engine::Temporal { cache, .. } => cache.values().map(|f| f.bytes()).sum(),
+            Engine::Temporal { cache, .. } => cache.values().flatten().map(|f| f.bytes()).sum(),
             Engine::Image { .. } => 0,
         }
     }
@@ -108,9 +123,13 @@ impl VideoStream {
                 self.next_out += 1;
                 Ok(vec![upscale_frame(up, frame)?])
             }
-            Engine::Temporal { net, arena, cache, .. } => {
-                let f = net.features(&frame.data, frame.height, frame.width, arena)?;
-                cache.insert(idx, f);
+            Engine::Temporal { net, arena, cache, tta, .. } => {
+                let mut per = Vec::with_capacity(tta.len());
+                for d in tta.transforms() {
+                    let (px, th, tw) = d.apply(&frame.data, frame.height, frame.width, 3);
+                    per.push(net.features(&px, th, tw, arena)?);
+                }
+                cache.insert(idx, per);
                 self.received += 1;
                 self.drain(None)
             }
@@ -130,7 +149,7 @@ impl VideoStream {
 
     fn drain(&mut self, n: Option<usize>) -> Result<Vec<RgbFrame>> {
         let mut out = Vec::new();
-        let Engine::Temporal { net, arena, cache, policy } = &mut self.engine else { return Ok(out) };
+        let Engine::Temporal { net, arena, cache, policy, tta } = &mut self.engine else { return Ok(out) };
         let half = net.num_frames() / 2;
         let (w, h) = self.size.unwrap_or((0, 0));
         while self.next_out < self.received {
@@ -142,12 +161,32 @@ impl VideoStream {
                 break;
             }
             cancel::check()?;
-            let window: Vec<&FrameFeatures> = idx
-                .iter()
-                .map(|j| cache.get(j).ok_or_else(|| Error::Usage(format!("frame {j} was evicted too early"))))
-                .collect::<Result<_>>()?;
-            let data = net.window(&window, arena)?;
-            out.push(RgbFrame { width: w * net.scale(), height: h * net.scale(), data });
+            let (ow, oh) = (w * net.scale(), h * net.scale());
+            let mut sum: Option<Vec<f32>> = None;
+            for (k, d) in tta.transforms().iter().enumerate() {
+                let window: Vec<&FrameFeatures> = idx
+                    .iter()
+                    .map(|j| {
+                        cache
+                            .get(j)
+                            .map(|v| &v[k])
+                            .ok_or_else(|| Error::Usage(format!("frame {j} was evicted too early")))
+                    })
+                    .collect::<Result<_>>()?;
+                let data = net.window(&window, arena)?;
+                let (th, tw) = d.dims(oh, ow);
+                let (back, _, _) = d.invert().apply(&data, th, tw, 3);
+                match &mut sum {
+                    None => sum = Some(back),
+                    Some(acc) => acc.iter_mut().zip(&back).for_each(|(a, b)| *a += b),
+                }
+            }
+            let mut data = sum.expect("an ensemble has at least the identity");
+            if tta.len() > 1 {
+                let inv = 1.0 / tta.len() as f32;
+                data.iter_mut().for_each(|v| *v *= inv);
+            }
+            out.push(RgbFrame { width: ow, height: oh, data });
             self.next_out += 1;
             // Later windows never reach further back than 2·half frames before their centre.
             let keep_from = self.next_out.saturating_sub(2 * half);

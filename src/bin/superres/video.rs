@@ -44,6 +44,8 @@ pub struct VideoArgs {
     /// Process interlaced Y4M as progressive frames (the interlacing tag is carried).
     #[arg(long)]
     pub allow_interlaced: bool,
+    #[command(flatten)]
+    pub tta: crate::TtaArgs,
     /// Tile edge for single-image models (0: automatic).
     #[arg(short = 't', long, default_value_t = 0)]
     pub tile: usize,
@@ -233,13 +235,15 @@ pub fn run(a: VideoArgs) -> Result<ExitCode> {
     let source = Source::open(&a.input, &a, limits.max_pixels)?;
     let model = a.model.open()?;
     let level = cpu_level();
+    let tta = a.tta.ensemble()?;
     let stream = if model.arch().is_video() {
-        VideoStream::temporal(model.build_video(level)?, edge)
+        VideoStream::temporal_tta(model.build_video(level)?, edge, tta)
     } else {
         let opts = UpscaleOptions {
             tile: a.tile,
             tile_pad: a.tile_pad,
             max_working_bytes: a.max_mem.saturating_mul(1 << 20),
+            tta,
             ..UpscaleOptions::default()
         };
         VideoStream::image(Upscaler::new(model.build(level, a.model.scale)?, opts))
