@@ -44,7 +44,7 @@ pub struct ConvertArgs {
     pub params: Vec<(String, String)>,
 }
 
-fn parse_size(s: &str) -> Result<(usize, usize)> {
+pub fn parse_size(s: &str) -> Result<(usize, usize)> {
     let (w, h) =
         s.split_once(['x', 'X']).ok_or_else(|| Error::Usage(format!("--size '{s}': expected WxH")))?;
     match (w.parse(), h.parse()) {

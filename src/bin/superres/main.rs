@@ -1,6 +1,7 @@
 //! `superres`: the command-line front end. Argument parsing, progress and exit codes live here;
 //! everything else is the library.
 
+mod bench;
 mod downscale;
 mod eval;
 mod info;
@@ -26,6 +27,8 @@ enum Command {
     /// Upscale video: Y4M (file or pipe) or a directory of frames, with window models (EDVR,
     /// TDAN) or any image model frame by frame.
     Video(video::VideoArgs),
+    /// Time a model on a synthetic input (whole image, no tiling), as the anchor tools are timed.
+    Bench(bench::BenchArgs),
     /// Convert a checkpoint (.pth or safetensors) into a superres model file.
     Convert(info::ConvertArgs),
     /// Describe a model: architecture, scale, parameters, receptive field, memory.
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Upscale(a) => upscale::run(a),
         Command::Video(a) => video::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Convert(a) => info::convert(a),
         Command::Info(a) => info::info(a),
         Command::Models(a) => info::models(a),

@@ -1,0 +1,118 @@
+//! `superres bench`: time a model on a synthetic input, the way the anchor tools are timed
+//! (whole input, no tiling), for side-by-side comparisons and for estimating a job's duration.
+
+use crate::{cpu_level, ModelArgs};
+use clap::Args;
+use std::process::ExitCode;
+use std::time::Instant;
+use superres::graph::Arena;
+use superres::{Error, Result};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Input size, WxH (video models: each frame).
+    #[arg(long, default_value = "320x180", value_name = "WxH")]
+    pub size: String,
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Worker threads (default: all available cores).
+    #[arg(short = 'j', long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time(reps: usize, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    (0..reps.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f()?;
+            Ok(t.elapsed().as_secs_f64())
+        })
+        .collect()
+}
+
+pub fn run(a: BenchArgs) -> Result<ExitCode> {
+    if let Some(n) = a.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .map_err(|e| Error::Usage(format!("cannot start {n} threads: {e}")))?;
+    }
+    let (w, h) = crate::info::parse_size(&a.size)?;
+    let model = a.model.open()?;
+    let level = cpu_level();
+    // A fixed pseudo-random input in [0,1].
+    let frame: Vec<f32> = (0..h * w * 3).map(|i| ((i as u64 * 2654435761) % 1000) as f32 / 999.0).collect();
+    let mut arena = Arena::new();
+    let mut out = serde_json::json!({
+        "model": model.path().display().to_string(),
+        "arch": model.arch().to_string(),
+        "input": [w, h],
+        "threads": rayon::current_num_threads(),
+        "cpu_level": level.to_string(),
+    });
+    if model.arch().is_video() {
+        let net = model.build_video(level)?;
+        let t = net.num_frames();
+        let single = time(a.reps, a.warmup, || {
+            let feats = (0..t).map(|_| net.features(&frame, h, w, &mut arena)).collect::<Result<Vec<_>>>()?;
+            net.window(&feats.iter().collect::<Vec<_>>(), &mut arena).map(|_| ())
+        })?;
+        let cached = (0..t).map(|_| net.features(&frame, h, w, &mut arena)).collect::<Result<Vec<_>>>()?;
+        let stream = time(a.reps, a.warmup, || {
+            let f = net.features(&frame, h, w, &mut arena)?;
+            let win: Vec<_> = (0..t).map(|i| if i == t / 2 { &f } else { &cached[i] }).collect();
+            net.window(&win, &mut arena).map(|_| ())
+        })?;
+        out["median_s"] = median(single.clone()).into();
+        out["times_s"] = single.into();
+        out["stream_per_frame_median_s"] = median(stream.clone()).into();
+        out["stream_times_s"] = stream.into();
+    } else {
+        let net = model.build(level, a.model.scale)?;
+        let times = time(a.reps, a.warmup, || net.run_hwc(&frame, h, w, &mut arena).map(|_| ()))?;
+        let gmac = net.graph().macs(h, w) as f64 / 1e9;
+        let med = median(times.clone());
+        out["gmac"] = gmac.into();
+        out["gflops"] = (2.0 * gmac / med).into();
+        out["median_s"] = med.into();
+        out["times_s"] = times.into();
+    }
+    if a.json {
+        println!("{out}");
+    } else {
+        println!("{}", out["arch"].as_str().unwrap_or(""));
+        println!("input {w}x{h}, {} threads, {} level", out["threads"], level);
+        println!("median {:.3} s over {} runs", out["median_s"].as_f64().unwrap_or(0.0), a.reps);
+        if let Some(g) = out.get("gflops") {
+            println!(
+                "{:.1} GMAC -> {:.1} GFLOP/s",
+                out["gmac"].as_f64().unwrap_or(0.0),
+                g.as_f64().unwrap_or(0.0)
+            );
+        }
+        if let Some(s) = out.get("stream_per_frame_median_s") {
+            println!(
+                "streamed, per output frame: {:.3} s (each frame's features computed once)",
+                s.as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
