@@ -2,14 +2,15 @@
 
 use super::ir::{Graph, Node};
 use super::plan::Plan;
-use crate::kernels::shuffle;
+use crate::kernels::{elementwise, shuffle};
 use crate::tensor::{clear_border, AlignedVec, Layout};
 
-/// Activation buffers, grown on demand and kept across runs so steady-state inference allocates
-/// nothing.
+/// Activation buffers and scratch, grown on demand and kept across runs so steady-state
+/// inference allocates nothing.
 #[derive(Default, Debug)]
 pub struct Arena {
     slots: Vec<AlignedVec>,
+    scratch: AlignedVec,
 }
 
 impl Arena {
@@ -24,11 +25,12 @@ impl Arena {
         for (s, &len) in self.slots.iter_mut().zip(&plan.slot_len) {
             s.ensure_len(len);
         }
+        self.scratch.ensure_len(plan.scratch_len);
     }
 
     /// Bytes currently reserved.
     pub fn bytes(&self) -> usize {
-        self.slots.iter().map(|s| s.bytes()).sum()
+        self.slots.iter().map(|s| s.bytes()).sum::<usize>() + self.scratch.bytes()
     }
 }
 
@@ -44,7 +46,11 @@ impl Graph {
     ) -> R {
         arena.prepare(plan);
         let ptrs: Vec<*mut f32> = arena.slots.iter_mut().map(|s| s.as_mut_ptr()).collect();
-        let view = |v: usize| (ptrs[plan.slot_of[v]], plan.layouts[v]);
+        let scratch = arena.scratch.as_mut_ptr();
+        // SAFETY (for every `add` below): offsets are channel offsets inside the root's pixel,
+        // and the slot holds the root's whole layout.
+        let view = |v: usize| (unsafe { ptrs[plan.slot_of[v]].add(plan.offset_of[v]) }, plan.layouts[v]);
+        let root_layout = |v: usize| Layout { c: self.channels(v), ..plan.layouts[v] };
         {
             let (p, l) = view(self.input());
             // SAFETY: the slot holds at least l.len() floats (Arena::prepare) and no other
@@ -53,26 +59,42 @@ impl Graph {
             clear_border(buf, &l);
             fill(buf, &l);
         }
-        for node in self.nodes() {
+        for (i, node) in self.nodes().iter().enumerate() {
+            for &r in &plan.clear_before[i] {
+                let l = root_layout(r);
+                // SAFETY: `r` is a root: its slot holds its whole layout, and no node is running.
+                unsafe { clear_border(std::slice::from_raw_parts_mut(ptrs[plan.slot_of[r]], l.len()), &l) };
+            }
             let (yp, yl) = view(node.output());
-            // SAFETY: as above; the plan never gives a node's output the slot of a value the node
-            // reads, except a residual with an identical layout, which the conv kernel supports.
-            unsafe { clear_border(std::slice::from_raw_parts_mut(yp, yl.len()), &yl) };
+            // SAFETY (all arms): pointers address views inside slots sized by the plan for these
+            // layouts; the plan never gives a node's output the buffer of a value the node reads,
+            // except an in-place candidate with an identical layout and position, which the
+            // kernels support; convolution inputs have borders at least their padding.
             match node {
-                Node::Conv { x, conv, res, .. } => {
+                Node::Conv { x, conv, res, res2, .. } => {
                     let (xp, xl) = view(*x);
                     let res = res.map(|(r, s)| {
                         let (rp, rl) = view(r);
                         (rp as *const f32, rl, s)
                     });
-                    // SAFETY: pointers address slots sized by the plan for these layouts; the
-                    // plan gives x a border at least the conv's padding.
-                    unsafe { conv.run_raw(xp, &xl, yp, &yl, res.as_ref().map(|(p, l, s)| (*p, l, *s))) };
+                    let res2 = res2.map(|(r, s)| {
+                        let (rp, rl) = view(r);
+                        (rp as *const f32, rl, s)
+                    });
+                    unsafe {
+                        conv.run_raw(
+                            xp,
+                            &xl,
+                            yp,
+                            &yl,
+                            res.as_ref().map(|(p, l, s)| (*p, l, *s)),
+                            res2.as_ref().map(|(p, l, s)| (*p, l, *s)),
+                        )
+                    };
                 }
                 Node::Shuffle { x, skip, r, .. } => {
                     let (xp, xl) = view(*x);
-                    let skip = skip.map(|s| view(s));
-                    // SAFETY: as above; the output slot is distinct from both inputs.
+                    let skip = skip.map(&view);
                     unsafe {
                         shuffle::run_raw(
                             xp,
@@ -84,10 +106,42 @@ impl Graph {
                         )
                     };
                 }
+                Node::Unshuffle { x, r, .. } => {
+                    let (xp, xl) = view(*x);
+                    unsafe { shuffle::unshuffle_raw(xp, &xl, yp, &yl, *r) };
+                }
+                Node::Upsample { x, r, .. } => {
+                    let (xp, xl) = view(*x);
+                    unsafe { shuffle::upsample_nearest_raw(xp, &xl, yp, &yl, *r) };
+                }
+                Node::Deconv { x, deconv, .. } => {
+                    let (xp, xl) = view(*x);
+                    unsafe { deconv.run_raw(xp, &xl, yp, &yl, scratch) };
+                }
+                Node::CropAdd { a, top, left, b, .. } => {
+                    let (ap, al) = view(*a);
+                    let b = b.map(&view);
+                    unsafe {
+                        elementwise::crop_add_raw(
+                            ap,
+                            &al,
+                            *top,
+                            *left,
+                            b.as_ref().map(|(p, l)| (*p as *const f32, l)),
+                            yp,
+                            &yl,
+                        )
+                    };
+                }
+                Node::Se { x, se, .. } => {
+                    let (xp, xl) = view(*x);
+                    unsafe { se.run_raw(xp, &xl, yp, &yl) };
+                }
             }
         }
         let (p, l) = view(self.output());
-        // SAFETY: the output slot holds l.len() floats; no mutable reference is alive.
+        // SAFETY: the output slot holds l.len() floats from p (a root: offset 0); no mutable
+        // reference is alive.
         read(unsafe { std::slice::from_raw_parts(p, l.len()) }, &l)
     }
 }

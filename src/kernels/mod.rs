@@ -2,7 +2,11 @@
 //! paths are generic over [`simd::Simd`] and instantiated per CPU level.
 
 pub mod conv;
+pub mod deconv;
+pub mod elementwise;
 pub mod gemm;
+pub mod pool;
 pub mod resize;
+pub mod se;
 pub mod shuffle;
 pub mod simd;
