@@ -44,6 +44,9 @@ fn tiled_output_equals_untiled_output() {
         (fixture_model("srvgg_x4.pth", &[]), None),
         (fixture_model("edsr_basicsr_x4.pth", &[]), None),
         (fixture_model("mdsr.pt", &[]), Some(3)),
+        // Pixel-unshuffle input: tiles must keep to the 2- and 4-pixel grid; odd sizes reflect.
+        (fixture_model("rrdb_x2.pth", &[]), None),
+        (fixture_model("rrdb_x1.pth", &[]), None),
     ];
     let (w, h) = (37, 29);
     let px = noise_u16(w * h * 3, 5);

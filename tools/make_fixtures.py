@@ -41,7 +41,9 @@ from srref import (  # noqa: E402
     EDSRBasicSR,
     EDSRPyTorch,
     MeanShift,
+    RRDBNet,
     SRVGGNetCompact,
+    realesrgan_run,
     write_safetensors,
 )
 
@@ -265,6 +267,66 @@ def srvgg_cases():
         ), {"params": sd}, x, ref, y32, {}
 
 
+class RealEsrganRun(nn.Module):
+    """A model run the way RealESRGANer runs it (reflect padding for the unshuffle scales)."""
+
+    def __init__(self, model, scale):
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x):
+        return realesrgan_run(self.model, x, self.scale)
+
+
+def rrdb_cases():
+    specs = [
+        # case,       scale, blocks, seed, (H, W): x2/x1 sizes are not multiples of 2/4 on purpose
+        ("rrdb_x4", 4, 2, 501, (9, 11)),
+        ("rrdb_x2", 2, 1, 502, (10, 13)),
+        ("rrdb_x1", 1, 1, 503, (12, 9)),
+    ]
+    for case, scale, nb, seed, (h, w) in specs:
+        hp = dict(num_in_ch=3, num_out_ch=3, scale=scale, num_feat=8, num_block=nb, num_grow_ch=4)
+        model = RRDBNet(**hp)
+        randomize(model, seed, gain=1.0, bias_std=0.1)
+        sd = state_dict_f32(model)
+        x = make_input(seed, h, w)
+        ref, y32 = forward_pair(RealEsrganRun(model, scale), x)
+        notes = ("BasicSR RRDBNet: conv_first; body = RRDBs of three ResidualDenseBlocks (5 convs, dense "
+                 "concatenation, LeakyReLU 0.2, x + 0.2*conv5); RRDB out = x + 0.2*rdb3(rdb2(rdb1(x))); "
+                 "feat + conv_body(body(feat)); two nearest x2 + conv + LeakyReLU stages; conv_hr + LeakyReLU; "
+                 "conv_last. Checkpoint under 'params_ema' as Real-ESRGAN ships it.")
+        if scale != 4:
+            notes += (f" scale {scale}: input pixel-unshuffled by {4 // scale}; the input is reflect-padded "
+                      f"bottom/right to a multiple of {4 // scale} and the output cropped (RealESRGANer.pre_process).")
+        yield dict(
+            case=case, arch="rrdb", layout="basicsr", checkpoint=f"{case}.pth",
+            checkpoint_format="torch-zip", scale=scale, hparams=hp,
+            input_range=1, output_range=1, needs_params={}, state_dict_key="params_ema",
+            notes=notes, seed=seed,
+        ), {"params_ema": sd}, x, ref, y32, {}
+        if scale == 4:
+            # The same weights under the original ESRGAN repository's names.
+            old = OrderedDict()
+            ren = {"conv_first": "model.0", "conv_body": f"model.1.sub.{nb}", "conv_up1": "model.3",
+                   "conv_up2": "model.6", "conv_hr": "model.8", "conv_last": "model.10"}
+            for k, v in sd.items():
+                mod, p = k.rsplit(".", 1)
+                if mod.startswith("body."):
+                    _, i, rdb, conv = mod.split(".")
+                    name = f"model.1.sub.{i}.{rdb.upper()}.{conv}.0"
+                else:
+                    name = ren[mod]
+                old[f"{name}.{p}"] = v
+            yield dict(
+                case="rrdb_esrgan_x4", arch="rrdb", layout="esrgan", checkpoint="rrdb_esrgan_x4.pth",
+                checkpoint_format="torch-zip", scale=4, hparams=hp, input_range=1, output_range=1,
+                needs_params={}, state_dict_key=None, seed=seed,
+                notes="rrdb_x4's weights under the original ESRGAN names (model.0, model.1.sub.N.RDBk.convm.0, "
+                      "model.1.sub.<N> = conv_body, model.3/6 = up convs, model.8 = HR conv, model.10 = last).",
+            ), old, x, ref, y32, {}
+
+
 # --------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------
@@ -332,7 +394,7 @@ def generate(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(0)  # nothing should draw from the global RNG; belt and braces
     manifest = []
-    for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases, cli_png_cases):
+    for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases, cli_png_cases, rrdb_cases):
         for entry, ckpt, x, ref, y32, opts in gen():
             if ckpt is not None:
                 path = os.path.join(out_dir, entry["checkpoint"])

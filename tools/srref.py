@@ -7,6 +7,9 @@ Model definitions written from a reading of the official sources:
 * EDSR-PyTorch ``src/model/edsr.py``, ``src/model/mdsr.py``, ``src/model/common.py``
   (``MeanShift``, ``ResBlock``, ``Upsampler``, ``default_conv``)
 * Real-ESRGAN ``realesrgan/archs/srvgg_arch.py`` (``SRVGGNetCompact``)
+* BasicSR ``basicsr/archs/rrdbnet_arch.py`` (``RRDBNet``, ``RRDB``, ``ResidualDenseBlock``) and
+  Real-ESRGAN ``realesrgan/utils.py`` (``RealESRGANer.pre_process``: reflect padding to a multiple
+  of the unshuffle factor for the x2/x1 models)
 
 Attribute names and container layouts are chosen so that ``state_dict()`` keys and
 shapes are exactly those of the official modules (the real
@@ -236,6 +239,88 @@ class SRVGGNetCompact(nn.Module):
             out = layer(out)
         out = self.upsampler(out)
         return out + F.interpolate(x, scale_factor=self.upscale, mode="nearest")
+
+
+# --------------------------------------------------------------------------
+# BasicSR layout: RRDBNet (ESRGAN, Real-ESRGAN x4plus / x2plus)
+# --------------------------------------------------------------------------
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five 3x3 convs with dense connections; x + 0.2 * conv5(cat(x, x1..x4))."""
+
+    def __init__(self, num_feat=64, num_grow_ch=32):
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_feat, num_grow_ch, 3, 1, 1)
+        self.conv2 = nn.Conv2d(num_feat + num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv3 = nn.Conv2d(num_feat + 2 * num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv4 = nn.Conv2d(num_feat + 3 * num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
+
+    def forward(self, x):
+        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        x1 = act(self.conv1(x))
+        x2 = act(self.conv2(torch.cat((x, x1), 1)))
+        x3 = act(self.conv3(torch.cat((x, x1, x2), 1)))
+        x4 = act(self.conv4(torch.cat((x, x1, x2, x3), 1)))
+        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        return x5 * 0.2 + x
+
+
+class RRDB(nn.Module):
+    def __init__(self, num_feat, num_grow_ch=32):
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
+
+    def forward(self, x):
+        return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
+
+
+class RRDBNet(nn.Module):
+    """BasicSR RRDBNet. Input [0,1]. scale 2 / 1 pixel-unshuffle the input by 2 / 4 first."""
+
+    def __init__(self, num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32):
+        super().__init__()
+        self.scale = scale
+        if scale == 2:
+            num_in_ch *= 4
+        elif scale == 1:
+            num_in_ch *= 16
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
+        self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+
+    def forward(self, x):
+        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        if self.scale == 2:
+            feat = F.pixel_unshuffle(x, 2)
+        elif self.scale == 1:
+            feat = F.pixel_unshuffle(x, 4)
+        else:
+            feat = x
+        feat = self.conv_first(feat)
+        feat = feat + self.conv_body(self.body(feat))
+        feat = act(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        feat = act(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        return self.conv_last(act(self.conv_hr(feat)))
+
+
+def realesrgan_run(model, x, scale):
+    """RealESRGANer's padding for the unshuffle models: reflect-pad bottom/right to a multiple of
+    2 (x2) or 4 (x1), run, crop the output back to scale * size."""
+    mod = {2: 2, 1: 4}.get(scale, 1)
+    h, w = x.shape[2], x.shape[3]
+    ph, pw = (-h) % mod, (-w) % mod
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    y = model(x)
+    return y[:, :, : h * scale, : w * scale]
 
 
 # --------------------------------------------------------------------------

@@ -76,6 +76,14 @@ pub enum Layout {
     BasicSr,
     EdsrPytorch,
     RealEsrgan,
+    /// The original ESRGAN repository (`model.0`, `model.1.sub.N.RDBk.convm.0`, ...).
+    Esrgan,
+    /// Imported from an ncnn `.param` + `.bin`.
+    Ncnn,
+    /// nunif's PyTorch waifu2x (`net.N`, `unet1.conv1.conv.0`, ...).
+    Nunif,
+    /// idealo image-super-resolution (Keras layer names).
+    Idealo,
 }
 
 impl Layout {
@@ -84,6 +92,10 @@ impl Layout {
             Layout::BasicSr => "basicsr",
             Layout::EdsrPytorch => "edsr-pytorch",
             Layout::RealEsrgan => "real-esrgan",
+            Layout::Esrgan => "esrgan",
+            Layout::Ncnn => "ncnn",
+            Layout::Nunif => "nunif",
+            Layout::Idealo => "idealo",
         }
     }
 
@@ -92,6 +104,10 @@ impl Layout {
             "basicsr" => Layout::BasicSr,
             "edsr-pytorch" => Layout::EdsrPytorch,
             "real-esrgan" => Layout::RealEsrgan,
+            "esrgan" => Layout::Esrgan,
+            "ncnn" => Layout::Ncnn,
+            "nunif" => Layout::Nunif,
+            "idealo" => Layout::Idealo,
             _ => return None,
         })
     }
@@ -119,15 +135,26 @@ pub struct Mdsr {
     pub norm: MeanShift,
 }
 
+/// RRDBNet (ESRGAN / Real-ESRGAN): residual-in-residual dense blocks, nearest x2 x2 upsampler;
+/// x2 and x1 pixel-unshuffle the input first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rrdb {
+    pub num_feat: usize,
+    pub num_block: usize,
+    pub num_grow_ch: usize,
+    pub scale: usize,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arch {
     Srvgg(Srvgg),
     Edsr(Edsr),
     Mdsr(Mdsr),
+    Rrdb(Rrdb),
 }
 
 /// Names accepted by `--arch` and written as `arch` in metadata.
-pub const ARCH_NAMES: &[&str] = &["srvgg", "edsr", "mdsr"];
+pub const ARCH_NAMES: &[&str] = &["srvgg", "edsr", "mdsr", "rrdb"];
 
 impl Arch {
     pub fn name(&self) -> &'static str {
@@ -135,6 +162,7 @@ impl Arch {
             Arch::Srvgg(_) => "srvgg",
             Arch::Edsr(_) => "edsr",
             Arch::Mdsr(_) => "mdsr",
+            Arch::Rrdb(_) => "rrdb",
         }
     }
 
@@ -144,6 +172,7 @@ impl Arch {
             Arch::Srvgg(a) => vec![a.scale],
             Arch::Edsr(a) => vec![a.scale],
             Arch::Mdsr(a) => a.scales.clone(),
+            Arch::Rrdb(a) => vec![a.scale],
         }
     }
 
@@ -183,6 +212,10 @@ impl Arch {
             Arch::Srvgg(a) => a.num_conv + 2,
             Arch::Edsr(a) => upsampler(1, scale) + 1 + 2 * a.num_block + 1,
             Arch::Mdsr(a) => upsampler(1, scale) + 1 + 2 * a.num_block + 2 * 4 + 1,
+            // 15 convs per RRDB, conv_first and conv_body, and 2 more at the low resolution
+            // from the nearest x2 x2 upsampler with its 4 convs; the x2/x1 models see the input
+            // pixel-unshuffled by 2/4, which multiplies the radius.
+            Arch::Rrdb(a) => (15 * a.num_block + 4) * (4 / a.scale),
         }
     }
 
@@ -215,6 +248,12 @@ impl Arch {
                 put("num_block", a.num_block.to_string());
                 put("res_scale", a.res_scale.to_string());
                 put_norm(&mut m, &a.norm);
+            }
+            Arch::Rrdb(a) => {
+                put("scale", a.scale.to_string());
+                put("num_feat", a.num_feat.to_string());
+                put("num_block", a.num_block.to_string());
+                put("num_grow_ch", a.num_grow_ch.to_string());
             }
         }
         m
@@ -259,6 +298,12 @@ impl Arch {
                 scales: parse_list(get("scales")?)?,
                 res_scale: float("res_scale")?,
                 norm: get_norm(m)?,
+            }),
+            "rrdb" => Arch::Rrdb(Rrdb {
+                num_feat: num("num_feat")?,
+                num_block: num("num_block")?,
+                num_grow_ch: num("num_grow_ch")?,
+                scale: num("scale")?,
             }),
             other => {
                 return Err(format!("unknown architecture '{other}' (known: {})", ARCH_NAMES.join(", ")))
@@ -305,6 +350,7 @@ impl Arch {
         match self {
             Arch::Srvgg(_) => &["act"],
             Arch::Edsr(_) | Arch::Mdsr(_) => &["res_scale", "img_range", "rgb_mean", "rgb_std"],
+            Arch::Rrdb(_) => &[],
         }
     }
 
@@ -339,6 +385,11 @@ impl fmt::Display for Arch {
                 a.num_feat,
                 a.num_block,
                 a.res_scale
+            ),
+            Arch::Rrdb(a) => write!(
+                f,
+                "RRDBNet x{} ({} features, {} RRDB blocks, growth {})",
+                a.scale, a.num_feat, a.num_block, a.num_grow_ch
             ),
         }
     }
@@ -407,6 +458,7 @@ mod tests {
                 res_scale: 1.0,
                 norm: MeanShift { range: 1.0, mean: [0.5, 0.25, 0.125], std: [1.0, 2.0, 0.5] },
             }),
+            Arch::Rrdb(Rrdb { num_feat: 64, num_block: 23, num_grow_ch: 32, scale: 2 }),
         ];
         for a in archs {
             assert_eq!(Arch::from_metadata(&a.to_metadata()).unwrap(), Some(a.clone()));

@@ -34,7 +34,19 @@ impl<'a> Builder<'a> {
         act: Activation,
         prelu: Option<&str>,
     ) -> Result<Conv2d> {
-        let spec = ConvSpec::same(cin, cout, k);
+        self.load_conv_spec(name, ConvSpec::same(cin, cout, k), act, prelu)
+    }
+
+    /// As [`Builder::load_conv`] with any geometry (valid, strided).
+    pub fn load_conv_spec(
+        &mut self,
+        name: &str,
+        spec: ConvSpec,
+        act: Activation,
+        prelu: Option<&str>,
+    ) -> Result<Conv2d> {
+        let ConvSpec { cin, cout, kh: k, .. } = spec;
+        debug_assert_eq!(spec.kh, spec.kw);
         let wname = format!("{name}.weight");
         let bname = format!("{name}.bias");
         if self.shape_only {
@@ -70,6 +82,32 @@ impl<'a> Builder<'a> {
     ) -> Result<ValueId> {
         let cin = self.graph.channels(x);
         let c = self.load_conv(name, cin, cout, k, act, None)?;
+        Ok(self.graph.conv(x, c))
+    }
+
+    /// `res2 + s2·(res + s·act(conv(x)))` with optional residuals, into a fresh value or into
+    /// the unwritten view `into` (see [`Graph::view`](crate::graph::Graph::view)).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_to(
+        &mut self,
+        x: ValueId,
+        name: &str,
+        cout: usize,
+        k: usize,
+        act: Activation,
+        res: Option<(ValueId, f32)>,
+        res2: Option<(ValueId, f32)>,
+        into: Option<ValueId>,
+    ) -> Result<ValueId> {
+        let cin = self.graph.channels(x);
+        let c = self.load_conv(name, cin, cout, k, act, None)?;
+        Ok(self.graph.conv_into(x, c, res, res2, into))
+    }
+
+    /// A convolution of any geometry (valid padding, stride) with an activation.
+    pub fn conv_spec(&mut self, x: ValueId, name: &str, spec: ConvSpec, act: Activation) -> Result<ValueId> {
+        assert_eq!(self.graph.channels(x), spec.cin);
+        let c = self.load_conv_spec(name, spec, act, None)?;
         Ok(self.graph.conv(x, c))
     }
 

@@ -2,7 +2,7 @@
 //! read off the shapes. Every layout we support has a few signature keys; when none matches, the
 //! error lists them so the user can see what was expected.
 
-use super::arch::{Arch, Edsr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct};
+use super::arch::{Arch, Edsr, Layout, Mdsr, MeanShift, Rrdb, Srvgg, SrvggAct};
 use super::build::upsampler_scale_ok;
 use super::source::TensorSource;
 use std::collections::BTreeMap;
@@ -24,6 +24,8 @@ pub const SUPPORTED: &[&str] = &[
     "edsr (BasicSR): conv_first.weight, body.0.conv1.weight, conv_after_body.weight, upsample.0.weight, conv_last.weight",
     "edsr (EDSR-PyTorch): sub_mean.weight, head.0.weight, body.0.body.0.weight, tail.0.0.weight, tail.1.weight",
     "mdsr (EDSR-PyTorch): head.0.weight, pre_process.0.0.body.0.weight, body.0.body.0.weight, upsample.0.0.weight, tail.0.weight",
+    "rrdb (BasicSR / Real-ESRGAN RRDBNet): conv_first.weight [F,3|12|48,3,3], body.0.rdb1.conv1.weight [G,F,3,3], conv_body.weight, conv_up1.weight, conv_up2.weight, conv_hr.weight, conv_last.weight",
+    "rrdb (original ESRGAN): model.0.weight, model.1.sub.0.RDB1.conv1.0.weight, model.3.weight, model.6.weight, model.8.weight, model.10.weight",
 ];
 
 struct Keys<'a> {
@@ -74,6 +76,8 @@ pub fn detect(src: &TensorSource, hint: Option<&str>) -> Result<Detected, String
         ("edsr", detect_edsr_basicsr),
         ("edsr", detect_edsr_pytorch),
         ("srvgg", detect_srvgg),
+        ("rrdb", detect_rrdb),
+        ("rrdb", detect_esrgan),
     ];
     for (name, f) in candidates {
         if hint.is_some_and(|h| h != name) {
@@ -247,6 +251,88 @@ fn detect_mdsr(src: &TensorSource, k: &Keys) -> Option<Result<Detected, String>>
     })())
 }
 
+/// RRDBNet hyper-parameters from canonical-named shapes (after renaming).
+fn rrdb_from(k: &Keys, name: &dyn Fn(&str) -> String) -> Result<Rrdb, String> {
+    let first = name("conv_first.weight");
+    let s =
+        k.shape(&first).filter(|s| s.len() == 4).ok_or_else(|| format!("{first} is not a conv weight"))?;
+    let (f, cin) = (s[0], s[1]);
+    let scale = match cin {
+        3 => 4,
+        12 => 2,
+        48 => 1,
+        _ => {
+            return Err(format!(
+                "{first} reads {cin} channels: RRDBNet reads 3 (x4), 12 (x2, pixel-unshuffled by 2) or 48 (x1, by 4)"
+            ))
+        }
+    };
+    let num_block = k.count(|i| name(&format!("body.{i}.rdb1.conv1.weight")));
+    if num_block == 0 {
+        return Err("no RRDB blocks (body.0.rdb1.conv1.weight)".into());
+    }
+    let grow =
+        k.conv_out(&name("body.0.rdb1.conv1.weight")).ok_or("body.0.rdb1.conv1.weight is not a conv")?;
+    for up in ["conv_up1.weight", "conv_up2.weight", "conv_hr.weight", "conv_last.weight"] {
+        if !k.has(&name(up)) {
+            return Err(format!(
+                "RRDBNet without {} (only the x4 upsampler of BasicSR is supported)",
+                name(up)
+            ));
+        }
+    }
+    if k.has(&name("conv_up3.weight")) {
+        return Err("RRDBNet with conv_up3 (an x8 upsampler) is not supported".into());
+    }
+    Ok(Rrdb { num_feat: f, num_block, num_grow_ch: grow, scale })
+}
+
+fn detect_rrdb(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("conv_first.weight") && k.has("body.0.rdb1.conv1.weight")) {
+        return None;
+    }
+    Some(rrdb_from(k, &|n| n.to_string()).map(|arch| Detected {
+        arch: Arch::Rrdb(arch),
+        layout: Layout::BasicSr,
+        rename: BTreeMap::new(),
+        notes: Vec::new(),
+    }))
+}
+
+/// The original ESRGAN repository's `RRDB_Net` (a `Sequential` named `model`).
+fn detect_esrgan(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("model.0.weight") && k.has("model.1.sub.0.RDB1.conv1.0.weight")) {
+        return None;
+    }
+    let n = k.count(|i| format!("model.1.sub.{i}.RDB1.conv1.0.weight"));
+    let mut rename = BTreeMap::new();
+    let mut map = |canon: String, stored: String| {
+        for sfx in ["weight", "bias"] {
+            rename.insert(format!("{canon}.{sfx}"), format!("{stored}.{sfx}"));
+        }
+    };
+    map("conv_first".into(), "model.0".into());
+    for i in 0..n {
+        for r in 1..=3 {
+            for c in 1..=5 {
+                map(format!("body.{i}.rdb{r}.conv{c}"), format!("model.1.sub.{i}.RDB{r}.conv{c}.0"));
+            }
+        }
+    }
+    map("conv_body".into(), format!("model.1.sub.{n}"));
+    map("conv_up1".into(), "model.3".into());
+    map("conv_up2".into(), "model.6".into());
+    map("conv_hr".into(), "model.8".into());
+    map("conv_last".into(), "model.10".into());
+    let lookup = |c: &str| rename.get(c).cloned().unwrap_or_else(|| c.to_string());
+    Some(rrdb_from(k, &lookup).map(|arch| Detected {
+        arch: Arch::Rrdb(arch),
+        layout: Layout::Esrgan,
+        rename: rename.clone(),
+        notes: Vec::new(),
+    }))
+}
+
 /// Check hyper-parameters that builders rely on.
 pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
     let scales = arch.scales();
@@ -255,6 +341,9 @@ pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
         Arch::Edsr(a) if a.num_feat == 0 => Err("EDSR with zero features".into()),
         Arch::Mdsr(a) if a.num_feat == 0 || a.scales.is_empty() => {
             Err("MDSR with no features or scales".into())
+        }
+        Arch::Rrdb(a) if a.num_feat == 0 || a.num_grow_ch == 0 || ![1, 2, 4].contains(&a.scale) => {
+            Err(format!("RRDBNet needs features, growth and a scale of 1, 2 or 4 (got x{})", a.scale))
         }
         Arch::Edsr(_) | Arch::Mdsr(_) if scales.iter().any(|&s| !upsampler_scale_ok(s)) => {
             Err(format!("unsupported upsampling scale in {scales:?} (2^n or 3)"))

@@ -7,11 +7,12 @@ mod edsr;
 mod mdsr;
 mod network;
 pub mod registry;
+mod rrdb;
 pub mod source;
 mod srvgg;
 
-pub use arch::{Arch, Edsr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct};
-pub use network::Network;
+pub use arch::{Arch, Edsr, Layout, Mdsr, MeanShift, Rrdb, Srvgg, SrvggAct};
+pub use network::{EdgeMode, Network};
 
 use crate::cpu::CpuLevel;
 use crate::error::{Error, Result};
@@ -139,22 +140,30 @@ impl Model {
     fn build_inner(&self, level: CpuLevel, scale: Option<usize>) -> Result<(Network, Vec<String>)> {
         let scale = self.arch.resolve_scale(scale)?;
         let mut b = build::Builder::new(&self.src, level, 3);
+        self.build_graph(&mut b, scale)?;
+        let identity = vec![(1.0, 0.0); 3];
         let (in_affine, out_affine) = match &self.arch {
-            Arch::Srvgg(a) => {
-                srvgg::build(&mut b, a)?;
-                (vec![(1.0, 0.0); 3], vec![(1.0, 0.0); 3])
+            Arch::Edsr(Edsr { norm, .. }) | Arch::Mdsr(Mdsr { norm, .. }) => {
+                (norm.input_affine(), norm.output_affine())
             }
-            Arch::Edsr(a) => {
-                edsr::build(&mut b, a)?;
-                (a.norm.input_affine(), a.norm.output_affine())
-            }
-            Arch::Mdsr(a) => {
-                mdsr::build(&mut b, a, scale)?;
-                (a.norm.input_affine(), a.norm.output_affine())
-            }
+            _ => (identity.clone(), identity),
+        };
+        let edge = match &self.arch {
+            // Real-ESRGAN pads to a multiple of the unshuffle factor by reflection.
+            Arch::Rrdb(_) => EdgeMode::Reflect,
+            _ => EdgeMode::Replicate,
         };
         let used = b.used;
-        Ok((Network { graph: b.graph, scale, level, in_affine, out_affine }, used))
+        Ok((Network::new(b.graph, scale, level, in_affine, out_affine, edge)?, used))
+    }
+
+    fn build_graph(&self, b: &mut build::Builder, scale: usize) -> Result<()> {
+        match &self.arch {
+            Arch::Srvgg(a) => srvgg::build(b, a),
+            Arch::Edsr(a) => edsr::build(b, a),
+            Arch::Mdsr(a) => mdsr::build(b, a, scale),
+            Arch::Rrdb(a) => rrdb::build(b, a),
+        }
     }
 
     /// The graph with shapes but no weights: for memory plans, receptive field and cost without
@@ -163,11 +172,7 @@ impl Model {
         let scale = self.arch.resolve_scale(scale)?;
         let mut b = build::Builder::new(&self.src, CpuLevel::Portable, 3);
         b.shape_only = true;
-        match &self.arch {
-            Arch::Srvgg(a) => srvgg::build(&mut b, a)?,
-            Arch::Edsr(a) => edsr::build(&mut b, a)?,
-            Arch::Mdsr(a) => mdsr::build(&mut b, a, scale)?,
-        }
+        self.build_graph(&mut b, scale)?;
         Ok(b.graph)
     }
 

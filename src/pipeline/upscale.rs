@@ -3,7 +3,7 @@
 //! so no full-size float copy of either image ever exists.
 
 use super::cancel;
-use super::tile::{tiles, Tile};
+use super::tile::{tiles_aligned, Tile};
 use crate::error::{Error, Result};
 use crate::graph::{Arena, Plan};
 use crate::io::image::{ImageView, Samples, SamplesRef};
@@ -105,9 +105,20 @@ impl Upscaler {
         &self.opts
     }
 
-    /// Context margin used around tiles.
+    /// Context around tiles beyond the network's own pre-padding: the receptive field less the
+    /// pre-padding unless set, in multiples of the network's alignment.
     pub fn tile_pad(&self) -> usize {
-        self.opts.tile_pad.unwrap_or_else(|| self.net.receptive_field())
+        self.opts.tile_pad.unwrap_or_else(|| self.net.tile_context()).next_multiple_of(self.net.align())
+    }
+
+    fn tiles(&self, h: usize, w: usize) -> Vec<Tile> {
+        tiles_aligned(h, w, self.tile_size(h, w), self.tile_pad(), self.net.align())
+    }
+
+    /// Activation bytes to run a region of `h x w` image pixels.
+    fn region_bytes(&self, h: usize, w: usize) -> usize {
+        let (ih, iw) = self.net.input_size(h, w);
+        self.net.plan(ih, iw).map(|p| p.arena_bytes()).unwrap_or(usize::MAX)
     }
 
     /// The owned tile edge used for an `h x w` image (0 = the whole image in one piece).
@@ -116,8 +127,7 @@ impl Upscaler {
             return self.opts.tile;
         }
         let budget = self.opts.max_working_bytes;
-        let bytes =
-            |th: usize, tw: usize| self.net.plan(th, tw).map(|p| p.arena_bytes()).unwrap_or(usize::MAX);
+        let bytes = |th: usize, tw: usize| self.region_bytes(th, tw);
         if bytes(h, w) <= budget {
             return 0;
         }
@@ -138,10 +148,12 @@ impl Upscaler {
 
     /// Peak activation bytes for an `h x w` image with the chosen tiling.
     pub fn working_bytes(&self, h: usize, w: usize) -> usize {
-        let pad = self.tile_pad();
-        tiles(h, w, self.tile_size(h, w), pad)
+        self.tiles(h, w)
             .iter()
-            .map(|t| self.net.plan(t.padded_h(), t.padded_w()).map(|p| p.arena_bytes()).unwrap_or(0))
+            .map(|t| {
+                let (ih, iw) = (t.padded_h() + 2 * self.net.margin(), t.padded_w() + 2 * self.net.margin());
+                self.net.plan(ih, iw).map(|p| p.arena_bytes()).unwrap_or(0)
+            })
             .max()
             .unwrap_or(0)
     }
@@ -193,8 +205,7 @@ impl Upscaler {
         if has_alpha && self.opts.alpha == AlphaMode::Model {
             passes.push(Route::Alpha);
         }
-        let tile = self.tile_size(h, w);
-        let tl = tiles(h, w, tile, self.tile_pad());
+        let tl = self.tiles(h, w);
         let total = tl.len() * passes.len();
         let mut done = 0;
         for route in passes {
@@ -219,14 +230,16 @@ impl Upscaler {
         out: &mut Samples,
         c: usize,
     ) -> Result<()> {
-        let key = (t.padded_h(), t.padded_w());
+        let m = self.net.margin();
+        let key = (t.padded_h() + 2 * m, t.padded_w() + 2 * m);
         if !self.plans.contains_key(&key) {
             let plan = self.net.plan(key.0, key.1)?;
             self.plans.insert(key, plan);
         }
         let plan = &self.plans[&key];
-        let w = img.width as usize;
+        let (w, h) = (img.width as usize, img.height as usize);
         let s = self.net.scale();
+        let edge = Edge { mode: self.net.edge_mode(), margin: m, h, w };
         let src_ch: [usize; 3] = match route {
             Route::Color => [0, 1, 2],
             Route::Gray => [0, 0, 0],
@@ -235,8 +248,8 @@ impl Upscaler {
         let in_aff = self.net.input_affine().to_vec();
         let out_aff = self.net.output_affine().to_vec();
         let fill = |buf: &mut [f32], l: &Layout| match img.samples {
-            SamplesRef::U8(px) => fill_tile(buf, l, px, w, c, t, src_ch, &in_aff, 1.0 / 255.0),
-            SamplesRef::U16(px) => fill_tile(buf, l, px, w, c, t, src_ch, &in_aff, 1.0 / 65535.0),
+            SamplesRef::U8(px) => fill_tile(buf, l, px, &edge, c, t, src_ch, &in_aff, 1.0 / 255.0),
+            SamplesRef::U16(px) => fill_tile(buf, l, px, &edge, c, t, src_ch, &in_aff, 1.0 / 65535.0),
         };
         let ow = w * s;
         let read = |buf: &[f32], l: &Layout| match out {
@@ -279,22 +292,36 @@ pub(crate) fn quantize(v: f32, max: f32) -> f32 {
     (v.clamp(0.0, 1.0) * max).round_ties_even()
 }
 
+/// Where a tile's network input comes from: its run rectangle grown by the network's pre-padding,
+/// with coordinates outside the image mapped back in by the edge mode.
+struct Edge {
+    mode: crate::models::EdgeMode,
+    margin: usize,
+    h: usize,
+    w: usize,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn fill_tile<T: Sample>(
     buf: &mut [f32],
     l: &Layout,
     px: &[T],
-    w: usize,
+    e: &Edge,
     c: usize,
     t: &Tile,
     src_ch: [usize; 3],
     aff: &[(f32, f32)],
     inv_max: f32,
 ) {
-    for y in t.py0..t.py1 {
-        for x in t.px0..t.px1 {
-            let o = l.offset((y - t.py0) as isize, (x - t.px0) as isize) as usize;
-            let p = &px[(y * w + x) * c..];
+    let m = e.margin as isize;
+    let cols: Vec<usize> = (0..t.padded_w() + 2 * e.margin)
+        .map(|i| e.mode.index(t.px0 as isize - m + i as isize, e.w))
+        .collect();
+    for i in 0..t.padded_h() + 2 * e.margin {
+        let y = e.mode.index(t.py0 as isize - m + i as isize, e.h);
+        for (j, &x) in cols.iter().enumerate() {
+            let o = l.offset(i as isize, j as isize) as usize;
+            let p = &px[(y * e.w + x) * c..];
             for k in 0..3 {
                 let (a, b) = aff[k];
                 buf[o + k] = a * (p[src_ch[k]].to_f32() * inv_max) + b;
