@@ -29,10 +29,16 @@ impl EdgeMode {
         let j = match self {
             EdgeMode::Replicate => i,
             EdgeMode::Reflect => {
-                if i < 0 {
+                let m = if i < 0 {
                     -i
                 } else if i > last {
                     2 * last - i
+                } else {
+                    i
+                };
+                // Too far out to mirror: the nearest edge pixel.
+                if (0..=last).contains(&m) {
+                    m
                 } else {
                     i
                 }
