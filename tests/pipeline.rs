@@ -160,3 +160,35 @@ fn auto_tile_respects_the_memory_budget() {
     assert!(up.working_bytes(h, w) <= budget, "{} > {budget}", up.working_bytes(h, w));
     assert_eq!(up.tile_size(20, 20), 0, "a small image runs whole");
 }
+
+#[test]
+fn valid_convolution_models_tile_on_their_own_pre_padding() {
+    let (w, h) = (27, 19);
+    let px = noise_u16(w * h * 3, 11);
+    let img = ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U16(&px) };
+    let x: Vec<f32> = px.iter().map(|&v| v as f32 * (1.0 / 65535.0)).collect();
+    for (ckpt, local) in [("upconv7.pth", true), ("cunet_x2.pth", false), ("cunet_x1.pth", false)] {
+        let m = fixture_model(ckpt, &[]);
+        let net = m.build(CpuLevel::effective(), None).unwrap();
+        let s = net.scale();
+        assert_eq!(net.is_local(), local, "{ckpt}");
+        // The whole-image pipeline is the padded network run, quantised.
+        let direct = net.run_hwc(&x, h, w, &mut superres::graph::Arena::new()).unwrap();
+        let whole = run(&m, None, &img, UpscaleOptions::default());
+        let Samples::U16(wv) = &whole else { panic!("16-bit in, 16-bit out") };
+        assert_eq!(wv.len(), w * s * h * s * 3);
+        for (a, b) in wv.iter().zip(&direct) {
+            assert_eq!(*a as f32, (b.clamp(0.0, 1.0) * 65535.0).round_ties_even(), "{ckpt}");
+        }
+        for tile in [4, 6, 16] {
+            let tiled = run(&m, None, &img, UpscaleOptions { tile, ..UpscaleOptions::default() });
+            if local {
+                assert!(tiled == whole, "{ckpt}: tile {tile} differs from the whole-image result");
+            } else {
+                // Squeeze-excitation pools each tile: close to, but not the same as, the whole image.
+                let Samples::U16(tv) = &tiled else { unreachable!() };
+                assert_eq!(tv.len(), wv.len());
+            }
+        }
+    }
+}

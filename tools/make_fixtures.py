@@ -41,9 +41,13 @@ from srref import (  # noqa: E402
     EDSRBasicSR,
     EDSRPyTorch,
     MeanShift,
+    CUNet,
     RRDBNet,
     SRVGGNetCompact,
+    UpConv7,
+    WAIFU2X_PAD,
     realesrgan_run,
+    waifu2x_run,
     write_safetensors,
 )
 
@@ -327,6 +331,44 @@ def rrdb_cases():
             ), old, x, ref, y32, {}
 
 
+class Waifu2xRun(nn.Module):
+    def __init__(self, model, pad, align, scale):
+        super().__init__()
+        self.model, self.pad, self.align, self.scale = model, pad, align, scale
+
+    def forward(self, x):
+        return waifu2x_run(self.model, x, self.pad, self.align, self.scale)
+
+
+def waifu2x_cases():
+    specs = [
+        # case,            model,                                     key,       scale, seed, (H, W)
+        ("upconv7", lambda: UpConv7(ch=(4, 8, 8, 16, 16, 8)), "upconv7", 2, 601, (9, 11)),
+        ("cunet_x2", lambda: CUNet(scale=2, d=8), "cunet2", 2, 602, (10, 7)),
+        ("cunet_x1", lambda: CUNet(scale=1, d=8), "cunet1", 1, 603, (6, 9)),
+    ]
+    for case, make, key, scale, seed, (h, w) in specs:
+        model = make()
+        randomize(model, seed, gain=1.0, bias_std=0.1)
+        sd = state_dict_f32(model)
+        pad, align = WAIFU2X_PAD[key]
+        x = make_input(seed, h, w)
+        ref, y32 = forward_pair(Waifu2xRun(model, pad, align, scale), x)
+        notes = (f"nunif layout, random weights with reduced widths. Input edge-replicated by {pad} px (plus "
+                 f"bottom/right to a multiple of {align}) as waifu2x-ncnn-vulkan does, output cropped to "
+                 f"{scale}x the input. No clamping (the ncnn graphs have none).")
+        if key.startswith("cunet"):
+            notes += (" CUNet: UNet1 (UNetConv, 2x2 s2 down conv, UNetConv with SE, 2x2 s2 up, crop-4 skip, conv, "
+                      "then k4 s2 p3 transposed conv for x2 or a 3x3 conv for x1), UNet2 (three levels, SE, crops "
+                      "4 and 16), z = crop(unet1, 20) + unet2(unet1). SE = x * sigmoid(conv2(relu(conv1(mean))))")
+        yield dict(
+            case=case, arch="upconv7" if key == "upconv7" else "cunet", layout="nunif",
+            checkpoint=f"{case}.pth", checkpoint_format="torch-zip", scale=scale,
+            hparams={"pre_padding": pad, "align": align},
+            input_range=1, output_range=1, needs_params={}, state_dict_key=None, notes=notes, seed=seed,
+        ), sd, x, ref, y32, {}
+
+
 # --------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------
@@ -394,7 +436,8 @@ def generate(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(0)  # nothing should draw from the global RNG; belt and braces
     manifest = []
-    for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases, cli_png_cases, rrdb_cases):
+    for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases, cli_png_cases, rrdb_cases,
+                waifu2x_cases):
         for entry, ckpt, x, ref, y32, opts in gen():
             if ckpt is not None:
                 path = os.path.join(out_dir, entry["checkpoint"])

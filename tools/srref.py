@@ -10,6 +10,11 @@ Model definitions written from a reading of the official sources:
 * BasicSR ``basicsr/archs/rrdbnet_arch.py`` (``RRDBNet``, ``RRDB``, ``ResidualDenseBlock``) and
   Real-ESRGAN ``realesrgan/utils.py`` (``RealESRGANer.pre_process``: reflect padding to a multiple
   of the unshuffle factor for the x2/x1 models)
+* nunif ``waifu2x/models/upconv_7.py`` (``UpConv7``), ``waifu2x/models/cunet.py`` (``UNetConv``,
+  ``UNet1``, ``UNet2``, ``CUNet``, ``UpCUNet``) and ``nunif/modules/se_block.py``; as in the ncnn
+  graphs of waifu2x-ncnn-vulkan, UNet1's output is not clamped before UNet2 and nothing is clamped
+  at the end (nunif clamps both). ``waifu2x_run`` pads like waifu2x-ncnn-vulkan (edge replicate,
+  plus bottom/right to the model's alignment)
 
 Attribute names and container layouts are chosen so that ``state_dict()`` keys and
 shapes are exactly those of the official modules (the real
@@ -320,6 +325,125 @@ def realesrgan_run(model, x, scale):
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="reflect")
     y = model(x)
+    return y[:, :, : h * scale, : w * scale]
+
+
+# --------------------------------------------------------------------------
+# nunif layout: waifu2x UpConv7 and CUNet / UpCUNet
+# --------------------------------------------------------------------------
+
+
+class UpConv7(nn.Module):
+    """Six valid 3x3 convs + LeakyReLU(0.1), ConvTranspose2d(k4, s2, p3). ``ch`` are the conv widths."""
+
+    def __init__(self, ch=(16, 32, 64, 128, 128, 256)):
+        super().__init__()
+        layers, c = [], 3
+        for o in ch:
+            layers += [nn.Conv2d(c, o, 3, 1, 0), nn.LeakyReLU(0.1)]
+            c = o
+        layers.append(nn.ConvTranspose2d(c, 3, 4, 2, 3))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SEBlock(nn.Module):
+    def __init__(self, c, reduction=8):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c // reduction, 1, 1, 0, bias=True)
+        self.conv2 = nn.Conv2d(c // reduction, c, 1, 1, 0, bias=True)
+
+    def forward(self, x):
+        z = F.adaptive_avg_pool2d(x, 1)
+        z = torch.sigmoid(self.conv2(F.relu(self.conv1(z))))
+        return x * z
+
+
+class UNetConv(nn.Module):
+    def __init__(self, cin, mid, out, se):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(cin, mid, 3, 1, 0), nn.LeakyReLU(0.1),
+                                  nn.Conv2d(mid, out, 3, 1, 0), nn.LeakyReLU(0.1))
+        self.seblock = SEBlock(out) if se else None
+
+    def forward(self, x):
+        z = self.conv(x)
+        return self.seblock(z) if self.seblock is not None else z
+
+
+class UNet1(nn.Module):
+    """``d`` divides nunif's channel counts (1 = the real model)."""
+
+    def __init__(self, deconv, d=1):
+        super().__init__()
+        a, b, c = 32 // d, 64 // d, 128 // d
+        self.conv1 = UNetConv(3, a, b, se=False)
+        self.conv1_down = nn.Conv2d(b, b, 2, 2, 0)
+        self.conv2 = UNetConv(b, c, b, se=True)
+        self.conv2_up = nn.ConvTranspose2d(b, b, 2, 2, 0)
+        self.conv3 = nn.Conv2d(b, b, 3, 1, 0)
+        self.conv_bottom = nn.ConvTranspose2d(b, 3, 4, 2, 3) if deconv else nn.Conv2d(b, 3, 3, 1, 0)
+
+    def forward(self, x):
+        lr = lambda t: F.leaky_relu(t, 0.1)  # noqa: E731
+        x1 = self.conv1(x)
+        x2 = self.conv2(lr(self.conv1_down(x1)))
+        x2 = lr(self.conv2_up(x2))
+        x3 = lr(self.conv3(F.pad(x1, (-4, -4, -4, -4)) + x2))
+        return self.conv_bottom(x3)
+
+
+class UNet2(nn.Module):
+    def __init__(self, d=1):
+        super().__init__()
+        a, b, c, e = 32 // d, 64 // d, 128 // d, 256 // d
+        self.conv1 = UNetConv(3, a, b, se=False)
+        self.conv1_down = nn.Conv2d(b, b, 2, 2, 0)
+        self.conv2 = UNetConv(b, b, c, se=True)
+        self.conv2_down = nn.Conv2d(c, c, 2, 2, 0)
+        self.conv3 = UNetConv(c, e, c, se=True)
+        self.conv3_up = nn.ConvTranspose2d(c, c, 2, 2, 0)
+        self.conv4 = UNetConv(c, b, b, se=True)
+        self.conv4_up = nn.ConvTranspose2d(b, b, 2, 2, 0)
+        self.conv5 = nn.Conv2d(b, b, 3, 1, 0)
+        self.conv_bottom = nn.Conv2d(b, 3, 3, 1, 0)
+
+    def forward(self, x):
+        lr = lambda t: F.leaky_relu(t, 0.1)  # noqa: E731
+        x1 = self.conv1(x)
+        x2 = self.conv2(lr(self.conv1_down(x1)))
+        x3 = self.conv3(lr(self.conv2_down(x2)))
+        x3 = lr(self.conv3_up(x3))
+        x4 = self.conv4(F.pad(x2, (-4, -4, -4, -4)) + x3)
+        x4 = lr(self.conv4_up(x4))
+        x5 = lr(self.conv5(F.pad(x1, (-16, -16, -16, -16)) + x4))
+        return self.conv_bottom(x5)
+
+
+class CUNet(nn.Module):
+    """UpCUNet (scale 2) or CUNet (scale 1), without nunif's clamps (as the ncnn graphs)."""
+
+    def __init__(self, scale=2, d=1):
+        super().__init__()
+        self.unet1 = UNet1(deconv=scale == 2, d=d)
+        self.unet2 = UNet2(d=d)
+
+    def forward(self, x):
+        z1 = self.unet1(x)
+        return F.pad(z1, (-20, -20, -20, -20)) + self.unet2(z1)
+
+
+# waifu2x-ncnn-vulkan's pre-padding and alignment per model
+WAIFU2X_PAD = {"upconv7": (7, 1), "cunet2": (18, 2), "cunet1": (28, 4)}
+
+
+def waifu2x_run(model, x, pad, align, scale):
+    """Edge-replicate pad by ``pad`` (plus bottom/right to a multiple of ``align``), run, crop."""
+    h, w = x.shape[2], x.shape[3]
+    xp = F.pad(x, (pad, pad + (-w) % align, pad, pad + (-h) % align), mode="replicate")
+    y = model(xp)
     return y[:, :, : h * scale, : w * scale]
 
 

@@ -5,6 +5,13 @@ use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Receptive-field radii of CUNet (input pixels), checked against the graph by the tests: the
+/// pre-padding (18, 28) plus the reach of the down-sampling grid, since an output pixel's deepest
+/// features cover a whole 2x2 (x2: UNet2 runs at twice the input resolution) or 4x4 block of input
+/// pixels, wherever the pixel sits in it.
+const CUNET_X2_RADIUS: usize = 19;
+const CUNET_X1_RADIUS: usize = 31;
+
 /// Version of the metadata schema written by `superres convert`.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -145,16 +152,30 @@ pub struct Rrdb {
     pub scale: usize,
 }
 
+/// waifu2x UpConv7: six valid 3x3 convs and a 4x4 stride-2 transposed conv (always x2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpConv7 {
+    pub scale: usize,
+}
+
+/// waifu2x CUNet: two cascaded U-Nets with squeeze-and-excitation; x2 (UpCUNet) or x1 (denoise).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cunet {
+    pub scale: usize,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arch {
     Srvgg(Srvgg),
     Edsr(Edsr),
     Mdsr(Mdsr),
     Rrdb(Rrdb),
+    UpConv7(UpConv7),
+    Cunet(Cunet),
 }
 
 /// Names accepted by `--arch` and written as `arch` in metadata.
-pub const ARCH_NAMES: &[&str] = &["srvgg", "edsr", "mdsr", "rrdb"];
+pub const ARCH_NAMES: &[&str] = &["srvgg", "edsr", "mdsr", "rrdb", "upconv7", "cunet"];
 
 impl Arch {
     pub fn name(&self) -> &'static str {
@@ -163,6 +184,8 @@ impl Arch {
             Arch::Edsr(_) => "edsr",
             Arch::Mdsr(_) => "mdsr",
             Arch::Rrdb(_) => "rrdb",
+            Arch::UpConv7(_) => "upconv7",
+            Arch::Cunet(_) => "cunet",
         }
     }
 
@@ -173,6 +196,8 @@ impl Arch {
             Arch::Edsr(a) => vec![a.scale],
             Arch::Mdsr(a) => a.scales.clone(),
             Arch::Rrdb(a) => vec![a.scale],
+            Arch::UpConv7(a) => vec![a.scale],
+            Arch::Cunet(a) => vec![a.scale],
         }
     }
 
@@ -216,6 +241,16 @@ impl Arch {
             // from the nearest x2 x2 upsampler with its 4 convs; the x2/x1 models see the input
             // pixel-unshuffled by 2/4, which multiplies the radius.
             Arch::Rrdb(a) => (15 * a.num_block + 4) * (4 / a.scale),
+            // Valid convolutions: the receptive field is the pre-padding (7 for UpConv7; for
+            // CUNet more, see CUNET_X2_RADIUS).
+            Arch::UpConv7(_) => 7,
+            Arch::Cunet(a) => {
+                if a.scale == 2 {
+                    CUNET_X2_RADIUS
+                } else {
+                    CUNET_X1_RADIUS
+                }
+            }
         }
     }
 
@@ -255,6 +290,8 @@ impl Arch {
                 put("num_block", a.num_block.to_string());
                 put("num_grow_ch", a.num_grow_ch.to_string());
             }
+            Arch::UpConv7(a) => put("scale", a.scale.to_string()),
+            Arch::Cunet(a) => put("scale", a.scale.to_string()),
         }
         m
     }
@@ -305,6 +342,8 @@ impl Arch {
                 num_grow_ch: num("num_grow_ch")?,
                 scale: num("scale")?,
             }),
+            "upconv7" => Arch::UpConv7(UpConv7 { scale: num("scale")? }),
+            "cunet" => Arch::Cunet(Cunet { scale: num("scale")? }),
             other => {
                 return Err(format!("unknown architecture '{other}' (known: {})", ARCH_NAMES.join(", ")))
             }
@@ -350,7 +389,7 @@ impl Arch {
         match self {
             Arch::Srvgg(_) => &["act"],
             Arch::Edsr(_) | Arch::Mdsr(_) => &["res_scale", "img_range", "rgb_mean", "rgb_std"],
-            Arch::Rrdb(_) => &[],
+            Arch::Rrdb(_) | Arch::UpConv7(_) | Arch::Cunet(_) => &[],
         }
     }
 
@@ -391,6 +430,10 @@ impl fmt::Display for Arch {
                 "RRDBNet x{} ({} features, {} RRDB blocks, growth {})",
                 a.scale, a.num_feat, a.num_block, a.num_grow_ch
             ),
+            Arch::UpConv7(a) => {
+                write!(f, "waifu2x UpConv7 x{} (6 valid convs + 4x4 transposed conv)", a.scale)
+            }
+            Arch::Cunet(a) => write!(f, "waifu2x CUNet x{} (two U-Nets with squeeze-excitation)", a.scale),
         }
     }
 }
@@ -459,6 +502,8 @@ mod tests {
                 norm: MeanShift { range: 1.0, mean: [0.5, 0.25, 0.125], std: [1.0, 2.0, 0.5] },
             }),
             Arch::Rrdb(Rrdb { num_feat: 64, num_block: 23, num_grow_ch: 32, scale: 2 }),
+            Arch::UpConv7(UpConv7 { scale: 2 }),
+            Arch::Cunet(Cunet { scale: 1 }),
         ];
         for a in archs {
             assert_eq!(Arch::from_metadata(&a.to_metadata()).unwrap(), Some(a.clone()));

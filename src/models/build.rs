@@ -6,7 +6,9 @@ use crate::cpu::CpuLevel;
 use crate::error::Result;
 use crate::graph::{Graph, ValueId};
 use crate::kernels::conv::{Conv2d, ConvSpec};
+use crate::kernels::deconv::{Deconv2d, DeconvSpec};
 use crate::kernels::gemm::Activation;
+use crate::kernels::se::SqueezeExcite;
 
 pub(crate) struct Builder<'a> {
     pub src: &'a TensorSource,
@@ -109,6 +111,73 @@ impl<'a> Builder<'a> {
         assert_eq!(self.graph.channels(x), spec.cin);
         let c = self.load_conv_spec(name, spec, act, None)?;
         Ok(self.graph.conv(x, c))
+    }
+
+    /// A transposed convolution: `{name}.weight` `[cin, cout, k, k]` (PyTorch `ConvTranspose2d`
+    /// order) and `{name}.bias` `[cout]`.
+    pub fn deconv(&mut self, x: ValueId, name: &str, spec: DeconvSpec, act: Activation) -> Result<ValueId> {
+        assert_eq!(self.graph.channels(x), spec.cin);
+        let DeconvSpec { cin, cout, k, .. } = spec;
+        let (wname, bname) = (format!("{name}.weight"), format!("{name}.bias"));
+        let d = if self.shape_only {
+            self.src.expect_shape(&wname, &[cin, cout, k, k])?;
+            self.src.expect_shape(&bname, &[cout])?;
+            Deconv2d::shape_only(spec, act)
+        } else {
+            let w = self.src.expect(&wname, &[cin, cout, k, k])?;
+            let bias = self.src.expect(&bname, &[cout])?;
+            self.used.push(wname);
+            self.used.push(bname);
+            Deconv2d::new(self.level, spec, &w, Some(&bias), act)
+        };
+        Ok(self.graph.deconv(x, d, None))
+    }
+
+    /// `crop(a) + b` for a U-Net skip, with the channel counts checked (they come from weights).
+    pub fn crop_add(&mut self, a: ValueId, crop: usize, b: ValueId, what: &str) -> Result<ValueId> {
+        let (ca, cb) = (self.graph.channels(a), self.graph.channels(b));
+        if ca != cb {
+            return Err(crate::error::Error::tensor(
+                self.src.path(),
+                what,
+                format!("its output has {cb} channels but the skip it is added to has {ca}"),
+            ));
+        }
+        Ok(self.graph.crop_add(a, crop, crop, b))
+    }
+
+    /// Squeeze-and-excitation with nunif's names: `{name}.conv1` (`[mid, c, 1, 1]` + bias) and
+    /// `{name}.conv2` (`[c, mid, 1, 1]` + bias); `mid` is read from the weights.
+    pub fn se(&mut self, x: ValueId, name: &str) -> Result<ValueId> {
+        let c = self.graph.channels(x);
+        let n = |s: &str| format!("{name}.{s}");
+        let mid = match self.src.shape(&n("conv1.weight")) {
+            Some(s) if s.len() == 4 && s[0] > 0 => s[0],
+            _ => {
+                let e = format!("missing or not a [mid, {c}, 1, 1] weight");
+                return Err(crate::error::Error::tensor(self.src.path(), n("conv1.weight"), e));
+            }
+        };
+        let shapes = [
+            (n("conv1.weight"), vec![mid, c, 1, 1]),
+            (n("conv1.bias"), vec![mid]),
+            (n("conv2.weight"), vec![c, mid, 1, 1]),
+            (n("conv2.bias"), vec![c]),
+        ];
+        let se = if self.shape_only {
+            for (t, s) in &shapes {
+                self.src.expect_shape(t, s)?;
+            }
+            SqueezeExcite::shape_only(c, mid)
+        } else {
+            let mut v = Vec::new();
+            for (t, s) in &shapes {
+                v.push(self.src.expect(t, s)?);
+                self.used.push(t.clone());
+            }
+            SqueezeExcite::new(self.level, c, mid, &v[0], &v[1], &v[2], &v[3])
+        };
+        Ok(self.graph.se(x, se, None))
     }
 
     pub fn conv_prelu(&mut self, x: ValueId, name: &str, cout: usize, slopes: &str) -> Result<ValueId> {

@@ -2,7 +2,7 @@
 //! read off the shapes. Every layout we support has a few signature keys; when none matches, the
 //! error lists them so the user can see what was expected.
 
-use super::arch::{Arch, Edsr, Layout, Mdsr, MeanShift, Rrdb, Srvgg, SrvggAct};
+use super::arch::{Arch, Cunet, Edsr, Layout, Mdsr, MeanShift, Rrdb, Srvgg, SrvggAct, UpConv7};
 use super::build::upsampler_scale_ok;
 use super::source::TensorSource;
 use std::collections::BTreeMap;
@@ -26,6 +26,9 @@ pub const SUPPORTED: &[&str] = &[
     "mdsr (EDSR-PyTorch): head.0.weight, pre_process.0.0.body.0.weight, body.0.body.0.weight, upsample.0.0.weight, tail.0.weight",
     "rrdb (BasicSR / Real-ESRGAN RRDBNet): conv_first.weight [F,3|12|48,3,3], body.0.rdb1.conv1.weight [G,F,3,3], conv_body.weight, conv_up1.weight, conv_up2.weight, conv_hr.weight, conv_last.weight",
     "rrdb (original ESRGAN): model.0.weight, model.1.sub.0.RDB1.conv1.0.weight, model.3.weight, model.6.weight, model.8.weight, model.10.weight",
+    "upconv7 (waifu2x, nunif): net.0.weight [16,3,3,3], net.2 .. net.10 (valid 3x3 convs), net.12.weight [256,3,4,4] (transposed conv)",
+    "cunet (waifu2x, nunif): unet1.conv1.conv.0.weight, unet1.conv2.seblock.conv1.weight, unet1.conv_bottom.weight [64,3,4,4] (x2) or [3,64,3,3] (x1), unet2.conv5.weight",
+    "ncnn .param + .bin of any of these (realesr-animevideov3, realesrgan-x4plus, waifu2x upconv_7 / cunet)",
 ];
 
 struct Keys<'a> {
@@ -78,6 +81,8 @@ pub fn detect(src: &TensorSource, hint: Option<&str>) -> Result<Detected, String
         ("srvgg", detect_srvgg),
         ("rrdb", detect_rrdb),
         ("rrdb", detect_esrgan),
+        ("upconv7", detect_upconv7),
+        ("cunet", detect_cunet),
     ];
     for (name, f) in candidates {
         if hint.is_some_and(|h| h != name) {
@@ -333,6 +338,42 @@ fn detect_esrgan(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>>
     }))
 }
 
+fn detect_upconv7(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("net.0.weight") && k.has("net.12.weight")) {
+        return None;
+    }
+    Some(match k.shape("net.12.weight") {
+        Some([_, 3, 4, 4]) => Ok(Detected {
+            arch: Arch::UpConv7(UpConv7 { scale: 2 }),
+            layout: Layout::Nunif,
+            rename: BTreeMap::new(),
+            notes: Vec::new(),
+        }),
+        s => Err(format!("net.12.weight has shape {s:?}; UpConv7's transposed conv is [C,3,4,4]")),
+    })
+}
+
+fn detect_cunet(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("unet1.conv1.conv.0.weight") && k.has("unet2.conv1.conv.0.weight")) {
+        return None;
+    }
+    let scale = match k.shape("unet1.conv_bottom.weight") {
+        Some([_, 3, 4, 4]) => 2,
+        Some([3, _, 3, 3]) => 1,
+        s => {
+            return Some(Err(format!(
+                "unet1.conv_bottom.weight has shape {s:?}: [64,3,4,4] (x2, transposed conv) or [3,64,3,3] (x1) expected"
+            )))
+        }
+    };
+    Some(Ok(Detected {
+        arch: Arch::Cunet(Cunet { scale }),
+        layout: Layout::Nunif,
+        rename: BTreeMap::new(),
+        notes: Vec::new(),
+    }))
+}
+
 /// Check hyper-parameters that builders rely on.
 pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
     let scales = arch.scales();
@@ -345,6 +386,8 @@ pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
         Arch::Rrdb(a) if a.num_feat == 0 || a.num_grow_ch == 0 || ![1, 2, 4].contains(&a.scale) => {
             Err(format!("RRDBNet needs features, growth and a scale of 1, 2 or 4 (got x{})", a.scale))
         }
+        Arch::UpConv7(a) if a.scale != 2 => Err("UpConv7 is always x2".into()),
+        Arch::Cunet(a) if a.scale != 1 && a.scale != 2 => Err("CUNet is x1 or x2".into()),
         Arch::Edsr(_) | Arch::Mdsr(_) if scales.iter().any(|&s| !upsampler_scale_ok(s)) => {
             Err(format!("unsupported upsampling scale in {scales:?} (2^n or 3)"))
         }

@@ -5,13 +5,15 @@ mod build;
 pub mod detect;
 mod edsr;
 mod mdsr;
+mod ncnn;
 mod network;
 pub mod registry;
 mod rrdb;
 pub mod source;
 mod srvgg;
+mod waifu2x;
 
-pub use arch::{Arch, Edsr, Layout, Mdsr, MeanShift, Rrdb, Srvgg, SrvggAct};
+pub use arch::{Arch, Cunet, Edsr, Layout, Mdsr, MeanShift, Rrdb, Srvgg, SrvggAct, UpConv7};
 pub use network::{EdgeMode, Network};
 
 use crate::cpu::CpuLevel;
@@ -62,6 +64,12 @@ impl Model {
     }
 
     pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Model> {
+        let is_ncnn_name = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("param"))
+            || (path.extension().is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+                && path.with_extension("param").is_file());
+        if is_ncnn_name {
+            return Model::open_ncnn(path, opts);
+        }
         let mut head = Vec::with_capacity(512);
         {
             use std::io::Read;
@@ -70,6 +78,9 @@ impl Model {
             if head.len() < 8 {
                 return Err(Error::format(path, "file too short to be a model"));
             }
+        }
+        if crate::weights::ncnn::looks_like_param(&head) {
+            return Model::open_ncnn(path, opts);
         }
         if crate::weights::pth::looks_like_pth(&head) {
             let pth = crate::weights::pth::read_pth(path)?;
@@ -91,6 +102,18 @@ impl Model {
             }
             _ => Model::detect(src, opts),
         }
+    }
+
+    /// An ncnn `.param` + `.bin` pair (given either file), mapped onto our architectures.
+    fn open_ncnn(path: &Path, opts: &OpenOptions) -> Result<Model> {
+        let nm = crate::weights::ncnn::read(path)?;
+        let imp = ncnn::import(&nm)?;
+        let mut o = opts.clone();
+        o.params = imp.params.iter().cloned().chain(opts.params.iter().cloned()).collect();
+        let mut m = Model::from_state_dict(&nm.param_path, imp.state, &o)?;
+        m.layout = Some(Layout::Ncnn);
+        m.notes.splice(0..0, imp.notes);
+        Ok(m)
     }
 
     /// Build from tensors already in memory (a checkpoint read by an importer).
@@ -163,6 +186,8 @@ impl Model {
             Arch::Edsr(a) => edsr::build(b, a),
             Arch::Mdsr(a) => mdsr::build(b, a, scale),
             Arch::Rrdb(a) => rrdb::build(b, a),
+            Arch::UpConv7(a) => waifu2x::build_upconv7(b, a),
+            Arch::Cunet(a) => waifu2x::build_cunet(b, a),
         }
     }
 
