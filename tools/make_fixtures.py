@@ -369,6 +369,47 @@ def waifu2x_cases():
         ), sd, x, ref, y32, {}
 
 
+def ncnn_cases():
+    """Models of the cases above re-created from their seeds and written as ncnn files (fp16 conv
+    weights like the released models; fp32 for one). References use the weights as stored."""
+    import ncnn_write
+
+    specs = [
+        # case,           make,                                          seed, scale, (H, W), pad/align, half
+        ("srvgg_x4_ncnn", lambda: SRVGGNetCompact(num_feat=8, num_conv=3, upscale=4), 401, 4, (11, 9), None, False),
+        ("rrdb_x4_ncnn", lambda: RRDBNet(scale=4, num_feat=8, num_block=2, num_grow_ch=4), 501, 4, (9, 11), None, True),
+        ("upconv7_ncnn", lambda: UpConv7(ch=(4, 8, 8, 16, 16, 8)), 601, 2, (9, 11), "upconv7", True),
+        ("cunet_x2_ncnn", lambda: CUNet(scale=2, d=8), 602, 2, (10, 7), "cunet2", True),
+    ]
+    for case, make, seed, scale, (h, w), pad_key, half in specs:
+        model = make()
+        randomize(model, seed, gain=1.0, bias_std=0.1)
+        sd = state_dict_f32(model)
+        if half:
+            sd = ncnn_write.half_rounded(sd, keep_fp32=lambda n: "seblock" in n)
+            model.load_state_dict(sd, strict=True)
+        if case.startswith("srvgg"):
+            net = ncnn_write.srvgg(sd, scale, half)
+        elif case.startswith("rrdb"):
+            net = ncnn_write.rrdb(sd, 2, half)
+        elif case.startswith("upconv7"):
+            net = ncnn_write.upconv7(sd, half)
+        else:
+            net = ncnn_write.cunet(sd, 2, half)
+        net.write(os.path.join(_OUT, f"{case}.param"), os.path.join(_OUT, f"{case}.bin"))
+        x = make_input(seed, h, w)
+        run = model if pad_key is None else Waifu2xRun(model, *WAIFU2X_PAD[pad_key], scale)
+        ref, y32 = forward_pair(run, x)
+        yield dict(
+            case=case, arch=case.split("_")[0], layout="ncnn", checkpoint=f"{case}.param",
+            checkpoint_format="ncnn-fp16" if half else "ncnn-fp32", scale=scale, hparams={},
+            input_range=1, output_range=1, needs_params={}, state_dict_key=None, seed=seed,
+            notes="Written by tools/ncnn_write.py from the random weights of the case of the same seed, laid out as "
+                  "the released ncnn models are; " + ("conv weights fp16 (the reference uses the fp16-rounded "
+                  "weights; SE InnerProduct weights stay fp32)" if half else "all weights fp32 (tag 0)") + ".",
+        ), None, x, ref, y32, {}
+
+
 # --------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------
@@ -437,7 +478,7 @@ def generate(out_dir):
     torch.manual_seed(0)  # nothing should draw from the global RNG; belt and braces
     manifest = []
     for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases, cli_png_cases, rrdb_cases,
-                waifu2x_cases):
+                waifu2x_cases, ncnn_cases):
         for entry, ckpt, x, ref, y32, opts in gen():
             if ckpt is not None:
                 path = os.path.join(out_dir, entry["checkpoint"])

@@ -208,7 +208,7 @@ fn srvgg_expects(
     }
     if let Some(l) = w.iter().rev().find(|l| l.kind == "Convolution") {
         let out = l.int(0, 0);
-        if out != 3 * shuffle * shuffle {
+        if shuffle.checked_mul(shuffle).and_then(|v| v.checked_mul(3)) != Some(out) {
             return Err(format!("{} has {out} outputs for a PixelShuffle by {shuffle}", l.describe()));
         }
     }
@@ -296,7 +296,10 @@ fn convert(l: &Layer, e: &Expect, sd: &mut StateDict) -> Result<(), String> {
     if act != e.act {
         return Err(format!("{}: fused activation {act:?} where '{}' has {:?}", l.describe(), e.name, e.act));
     }
-    let out = usize::try_from(l.int(0, 0)).map_err(|_| format!("{}: negative num_output", l.describe()))?;
+    let out = usize::try_from(l.int(0, 0))
+        .ok()
+        .filter(|&o| o <= 1 << 20)
+        .ok_or_else(|| format!("{}: num_output {} is out of range", l.describe(), l.int(0, 0)))?;
     let w = l.blob("weight").ok_or_else(|| format!("{}: no weights", l.describe()))?;
     let n = w.numel();
     let bias = match l.blob("bias") {
@@ -338,7 +341,8 @@ fn convert(l: &Layer, e: &Expect, sd: &mut StateDict) -> Result<(), String> {
             return Err(format!("{}: output padding is not supported", l.describe()));
         }
         let k = k as usize;
-        if out == 0 || k == 0 || n % (out * k * k) != 0 {
+        let per_input = out.checked_mul(k * k).filter(|&v| v > 0);
+        if per_input.is_none_or(|v| n % v != 0) {
             return Err(format!("{}: {n} weights do not fill {out} outputs of {k}x{k}", l.describe()));
         }
         let cin = n / (out * k * k);

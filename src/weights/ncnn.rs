@@ -111,6 +111,10 @@ pub fn read(path: &Path) -> Result<Model> {
     let text =
         String::from_utf8(text).map_err(|_| Error::format(&param_path, "ncnn .param is not UTF-8 text"))?;
     let mut layers = parse_param(&text).map_err(|r| Error::format(&param_path, r))?;
+    // Problems of the graph itself (unknown types, absurd sizes) belong to the .param.
+    for l in &layers {
+        blob_specs(l).map_err(|r| Error::format(&param_path, r))?;
+    }
     let bin = std::fs::read(&bin_path).map_err(|e| Error::io(&bin_path, e))?;
     load_bin(&mut layers, &bin).map_err(|r| Error::format(&bin_path, r))?;
     Ok(Model { param_path, bin_path, layers })
@@ -248,16 +252,58 @@ fn blob_specs(l: &Layer) -> Result<Vec<(&'static str, usize, Storage)>, String> 
             }
         }
         "MemoryData" => {
-            let n = [0, 1, 2, 11].iter().map(|&k| l.int(k, 0).max(1) as usize).product::<usize>();
+            let n = [0, 1, 2, 11]
+                .iter()
+                .try_fold(1usize, |acc, &k| acc.checked_mul(usize::try_from(l.int(k, 0).max(1)).ok()?))
+                .unwrap_or(usize::MAX);
             if n > MAX_ELEMENTS {
                 return Err(format!("{}: MemoryData of {n} elements is out of range", l.describe()));
             }
             v.push(("data", n, Storage::Raw));
         }
-        _ => {}
+        t if WEIGHTLESS.contains(&t) => {}
+        t => {
+            return Err(format!(
+                "{}: unknown ncnn layer type '{t}' (its weights, if any, cannot be located in the .bin)",
+                l.describe()
+            ))
+        }
     }
     Ok(v)
 }
+
+/// Layer types that store nothing in the `.bin`.
+const WEIGHTLESS: &[&str] = &[
+    "Input",
+    "Split",
+    "Concat",
+    "Slice",
+    "Crop",
+    "Eltwise",
+    "BinaryOp",
+    "UnaryOp",
+    "Interp",
+    "PixelShuffle",
+    "Pooling",
+    "ReLU",
+    "Sigmoid",
+    "TanH",
+    "Clip",
+    "Swish",
+    "HardSigmoid",
+    "HardSwish",
+    "Mish",
+    "GELU",
+    "Softmax",
+    "Dropout",
+    "Noop",
+    "Flatten",
+    "Reshape",
+    "Permute",
+    "Padding",
+    "Reorg",
+    "ShuffleChannel",
+];
 
 /// Read every layer's blobs from the `.bin` contents; the file must be used up exactly.
 pub fn load_bin(layers: &mut [Layer], bin: &[u8]) -> Result<(), String> {
