@@ -58,6 +58,20 @@ fn shipped_models_match_their_references_on_real_photos() {
     }
 }
 
+#[test]
+fn idealo_rrdn_from_tfjs_matches_keras_semantics() {
+    // Not shipped (size): tools/parity_real.py writes the converted state dict next to its
+    // reference; it is detected from its tensor names like any foreign safetensors file.
+    let path = repo().join("target/parity/idealo-rrdn-x4.raw.safetensors");
+    if !path.exists() {
+        eprintln!("SKIP idealo-rrdn-x4: {} is absent (run tools/parity_real.py)", path.display());
+        return;
+    }
+    let m = Model::open(&path).unwrap();
+    assert_eq!(m.arch().name(), "rrdn");
+    check_against_reference("idealo-rrdn-x4", &m);
+}
+
 /// A deterministic test pattern in [0,1].
 fn pattern(h: usize, w: usize) -> Vec<f32> {
     (0..h * w * 3).map(|i| ((i * 37) % 101) as f32 / 100.0).collect()

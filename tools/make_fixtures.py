@@ -410,6 +410,122 @@ def ncnn_cases():
         ), None, x, ref, y32, {}
 
 
+def keras_weights(rng, layers):
+    """Random Keras conv weights {name: {kernel: HWIO, bias}} for [(name, k, cin, cout)]."""
+    w = {}
+    for name, k, cin, cout in layers:
+        w[name] = {"kernel": (rng.standard_normal((k, k, cin, cout)) / math.sqrt(k * k * cin)).astype(np.float32),
+                   "bias": (rng.standard_normal(cout) * 0.1).astype(np.float32)}
+    return w
+
+
+def rdn_layers(C, D, G, G0, scale, shuffle, up=(8, 4)):
+    L = [("F_m1", 3, 3, G0), ("F_0", 3, G0, G0)]
+    for d in range(1, D + 1):
+        for c in range(1, C + 1):
+            L.append((f"F_{d}_{c}", 3, G0 + (c - 1) * G, G))
+        L.append((f"LFF_{d}", 1, G0 + C * G, G0))
+    L += [("GFF_1", 1, D * G0, G0), ("GFF_2", 3, G0, G0), ("UPN1", 5, G0, up[0]), ("UPN2", 3, up[0], up[1]),
+          ("UPN3", 3, up[1], 3 * scale * scale), ("SR", 3, 3 if shuffle else 3 * scale * scale, 3)]
+    return L
+
+
+def rrdn_layers(C, D, T, G, G0, scale):
+    L = [("Pre_blocks_conv", 3, 3, G0)]
+    for t in range(1, T + 1):
+        for d in range(1, D + 1):
+            for c in range(1, C + 1):
+                L.append((f"F_{t}_{d}_{c}", 3, G0 + (c - 1) * G, G))
+            L.append((f"LFF_{t}_{d}", 3, G0 + C * G, G0))
+    L += [("post_blocks_conv", 3, G0, G0), ("PreShuffle", 3, G0, 3 * scale * scale), ("SR", 3, 3, 3)]
+    return L
+
+
+def write_h5(path, w):
+    """A Keras HDF5 full-model-style weight file: model_weights/<layer>/<layer>/{kernel,bias}:0."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [n.encode() for n in w]
+        for n, t in w.items():
+            lg = g.create_group(n)
+            lg.attrs["weight_names"] = [f"{n}/kernel:0".encode(), f"{n}/bias:0".encode()]
+            lg.create_dataset(f"{n}/kernel:0", data=t["kernel"])
+            lg.create_dataset(f"{n}/bias:0", data=t["bias"])
+
+
+def write_tfjs_uint8(dirpath, w):
+    """A TF.js layers model with every weight uint8-quantised per tensor; returns the dequantised
+    weights (what a reader must recover)."""
+    manifest, shard, deq = [], b"", {}
+    for n, t in w.items():
+        deq[n] = {}
+        for leaf in ("kernel", "bias"):
+            a = t[leaf].astype(np.float64)
+            lo, hi = float(a.min()), float(a.max())
+            scale = (hi - lo) / 255.0 if hi > lo else 1.0
+            q = np.clip(np.round((a - lo) / scale), 0, 255).astype(np.uint8)
+            shard += q.tobytes()
+            manifest.append({"name": f"{n}/{leaf}", "shape": list(a.shape), "dtype": "float32",
+                             "quantization": {"dtype": "uint8", "scale": scale, "min": lo}})
+            deq[n][leaf] = (q.astype(np.float64) * scale + lo).astype(np.float32)
+    with open(os.path.join(dirpath, "group1-shard1of1.bin"), "wb") as f:
+        f.write(shard)
+    with open(os.path.join(dirpath, "model.json"), "w") as f:
+        json.dump({"format": "layers-model", "modelTopology": {},
+                   "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": manifest}]}, f)
+    return deq
+
+
+def keras_cases():
+    """idealo RDN / RRDN: random Keras weights written as .h5 or uint8 TF.js, converted by
+    tools/convert_keras.py (the committed checkpoint), reference by the numpy Keras semantics of
+    tools/keras_ref.py on the weights Keras would hold (dequantised for TF.js)."""
+    import convert_keras
+    import keras_ref
+
+    specs = [
+        # case,          kind,  params,                                                   fmt,    seed, (H, W)
+        ("rdn_x2", "rdn", dict(C=2, D=3, G=4, G0=6, scale=2, shuffle=False), "h5", 701, (9, 11)),
+        ("rdn_x3_shuffle", "rdn", dict(C=3, D=2, G=5, G0=4, scale=3, shuffle=True), "h5", 702, (8, 7)),
+        ("rrdn_x4", "rrdn", dict(C=3, D=2, T=2, G=4, G0=6, scale=4), "tfjs", 703, (7, 9)),
+    ]
+    for case, kind, p, fmt, seed, (h, w_) in specs:
+        rng = np.random.default_rng(seed)
+        if kind == "rdn":
+            layers = rdn_layers(p["C"], p["D"], p["G"], p["G0"], p["scale"], p["shuffle"])
+        else:
+            layers = rrdn_layers(p["C"], p["D"], p["T"], p["G"], p["G0"], p["scale"])
+        w = keras_weights(rng, layers)
+        with tempfile.TemporaryDirectory() as tmp:
+            if fmt == "h5":
+                src = os.path.join(tmp, "model.h5")
+                write_h5(src, w)
+            else:
+                src = os.path.join(tmp, "model.json")
+                w = write_tfjs_uint8(tmp, w)
+            tensors, shuffled = convert_keras.convert(src)
+        ckpt = f"{case}.keras.safetensors"
+        convert_keras.write_state_dict(os.path.join(_OUT, ckpt), tensors,
+                                       {"source": f"random {fmt}", "converted_by": "tools/convert_keras.py"})
+        x = make_input(seed, h, w_)
+        y = keras_ref.forward(x[0].permute(1, 2, 0).double().numpy(), w)
+        y32 = keras_ref.forward(x[0].permute(1, 2, 0).numpy().astype(np.float32), w)
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))[None].astype(np.float32))  # noqa
+        notes = (f"idealo {kind.upper()} with random weights (Keras layer names, HWIO kernels), written as "
+                 f"{'a Keras .h5' if fmt == 'h5' else 'a TF.js model with uint8-quantised weights (q*scale+min)'} "
+                 "and converted by tools/convert_keras.py; reference: numpy Keras semantics (tools/keras_ref.py, "
+                 "float64) on the weights Keras holds.")
+        if shuffled:
+            notes += f" {shuffled} channels permuted from depth_to_space to pixel_shuffle order by the converter."
+        yield dict(
+            case=case, arch=kind, layout="idealo", checkpoint=ckpt, checkpoint_format=f"safetensors-from-{fmt}",
+            scale=p["scale"], hparams=p, input_range=1, output_range=1, needs_params={}, state_dict_key=None,
+            notes=notes, seed=seed,
+        ), None, x, to_t(y), to_t(y32), {}
+
+
 # --------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------
@@ -478,7 +594,7 @@ def generate(out_dir):
     torch.manual_seed(0)  # nothing should draw from the global RNG; belt and braces
     manifest = []
     for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases, cli_png_cases, rrdb_cases,
-                waifu2x_cases, ncnn_cases):
+                waifu2x_cases, ncnn_cases, keras_cases):
         for entry, ckpt, x, ref, y32, opts in gen():
             if ckpt is not None:
                 path = os.path.join(out_dir, entry["checkpoint"])

@@ -53,6 +53,18 @@ def load_ours(name):
     return {k: torch.from_numpy(v.astype(np.float32)) for k, v in load_file(os.path.join(REPO, "weights", f"{name}.safetensors")).items()}
 
 
+IDEALO = {
+    "idealo-rdn-x2": os.path.join(SHARED, "weights", "idealo", "rdn-psnr-small-x2.h5"),
+    "idealo-rrdn-x4": os.path.join(SHARED, "weights", "idealo", "rrdn-gans-x4-tfjs-uint8", "model.json"),
+}
+
+
+def load_raw(path):
+    from safetensors.numpy import load_file
+
+    return load_file(path)
+
+
 def torch_model(model, run=None):
     """A callable (x NCHW float tensor, f64 flag) -> output using a torch module."""
 
@@ -91,9 +103,21 @@ def make(name, original=False):
         pad, align = WAIFU2X_PAD["cunet2"]
         return torch_model(m.eval(), lambda mm, x: waifu2x_run(mm, x, pad, align, 2)), 2
     if name.startswith("idealo-"):
+        # Keras semantics on the original Keras / TF.js weights (HWIO kernels, depth_to_space order),
+        # rounded through fp16 where our shipped file stores fp16: an independent check of the
+        # converter's transposes and channel permutation as well as of the engine.
+        import convert_keras
         import keras_ref
 
-        return keras_ref.runner(os.path.join(REPO, "weights", f"{name}.safetensors")), int(name[-1])
+        src = IDEALO[name]
+        ours = os.path.join(REPO, "weights", f"{name}.safetensors")
+        fp16 = os.path.exists(ours) and any(v.dtype == np.float16 for v in load_raw(ours).values())
+        if not os.path.exists(ours):
+            # Not shipped: write the converted state dict for tests/real_models.rs to load.
+            tensors, _ = convert_keras.convert(src)
+            convert_keras.write_state_dict(os.path.join(OUT, f"{name}.raw.safetensors"), tensors,
+                                           {"source": os.path.basename(src)})
+        return keras_ref.runner(src, fp16=fp16), int(name[-1])
     raise SystemExit(f"unknown model {name}")
 
 
@@ -117,7 +141,8 @@ def main():
     ap.add_argument("--original", action="store_true",
                     help="realesr-animevideov3 only: use the original .pth instead of the shipped file")
     args = ap.parse_args()
-    names = args.models or [n for n in CROPS if os.path.exists(os.path.join(REPO, "weights", f"{n}.safetensors"))]
+    names = args.models or [n for n in CROPS
+                            if os.path.exists(os.path.join(REPO, "weights", f"{n}.safetensors")) or n in IDEALO]
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     os.makedirs(OUT, exist_ok=True)
     for name in names:

@@ -164,6 +164,39 @@ pub struct Cunet {
     pub scale: usize,
 }
 
+/// How idealo's RDN upscales: `UPN3` to 3·s² channels, then nearest `UpSampling2D` and `SR` on
+/// 3·s² channels (the released "ups" weights), or a pixel shuffle to 3 channels before `SR`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RdnUpsampler {
+    Nearest,
+    Shuffle,
+}
+
+/// Residual dense network (Zhang et al. 2018) in idealo's layout: D dense blocks of C convs of G
+/// filters on G0 features, global feature fusion, and an upsampler.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rdn {
+    pub c: usize,
+    pub d: usize,
+    pub g: usize,
+    pub g0: usize,
+    pub scale: usize,
+    pub upsampler: RdnUpsampler,
+}
+
+/// idealo's RRDN ("gans"): T residual-in-residual blocks of D dense blocks (C convs, ReLU),
+/// residual scale `beta`, pixel shuffle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rrdn {
+    pub c: usize,
+    pub d: usize,
+    pub g: usize,
+    pub g0: usize,
+    pub t: usize,
+    pub scale: usize,
+    pub beta: f32,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arch {
     Srvgg(Srvgg),
@@ -172,10 +205,12 @@ pub enum Arch {
     Rrdb(Rrdb),
     UpConv7(UpConv7),
     Cunet(Cunet),
+    Rdn(Rdn),
+    Rrdn(Rrdn),
 }
 
 /// Names accepted by `--arch` and written as `arch` in metadata.
-pub const ARCH_NAMES: &[&str] = &["srvgg", "edsr", "mdsr", "rrdb", "upconv7", "cunet"];
+pub const ARCH_NAMES: &[&str] = &["srvgg", "edsr", "mdsr", "rrdb", "upconv7", "cunet", "rdn", "rrdn"];
 
 impl Arch {
     pub fn name(&self) -> &'static str {
@@ -186,6 +221,8 @@ impl Arch {
             Arch::Rrdb(_) => "rrdb",
             Arch::UpConv7(_) => "upconv7",
             Arch::Cunet(_) => "cunet",
+            Arch::Rdn(_) => "rdn",
+            Arch::Rrdn(_) => "rrdn",
         }
     }
 
@@ -198,6 +235,8 @@ impl Arch {
             Arch::Rrdb(a) => vec![a.scale],
             Arch::UpConv7(a) => vec![a.scale],
             Arch::Cunet(a) => vec![a.scale],
+            Arch::Rdn(a) => vec![a.scale],
+            Arch::Rrdn(a) => vec![a.scale],
         }
     }
 
@@ -251,6 +290,11 @@ impl Arch {
                     CUNET_X1_RADIUS
                 }
             }
+            // F_m1, F_0, C 3x3 convs per block, GFF_2, UPN1 (5x5: 2), UPN2, UPN3, then SR at the
+            // output resolution (one more low-resolution pixel after the upsampling).
+            Arch::Rdn(a) => 2 + a.c * a.d + 1 + 2 + 1 + 1 + 1,
+            // Pre_blocks_conv, C + 1 3x3 convs per dense block, post_blocks_conv, PreShuffle, SR.
+            Arch::Rrdn(a) => 1 + a.t * a.d * (a.c + 1) + 1 + 1 + 1,
         }
     }
 
@@ -292,6 +336,26 @@ impl Arch {
             }
             Arch::UpConv7(a) => put("scale", a.scale.to_string()),
             Arch::Cunet(a) => put("scale", a.scale.to_string()),
+            Arch::Rdn(a) => {
+                put("scale", a.scale.to_string());
+                put("C", a.c.to_string());
+                put("D", a.d.to_string());
+                put("G", a.g.to_string());
+                put("G0", a.g0.to_string());
+                put(
+                    "upsampler",
+                    (if a.upsampler == RdnUpsampler::Nearest { "nearest" } else { "shuffle" }).into(),
+                );
+            }
+            Arch::Rrdn(a) => {
+                put("scale", a.scale.to_string());
+                put("C", a.c.to_string());
+                put("D", a.d.to_string());
+                put("G", a.g.to_string());
+                put("G0", a.g0.to_string());
+                put("T", a.t.to_string());
+                put("beta", a.beta.to_string());
+            }
         }
         m
     }
@@ -344,6 +408,27 @@ impl Arch {
             }),
             "upconv7" => Arch::UpConv7(UpConv7 { scale: num("scale")? }),
             "cunet" => Arch::Cunet(Cunet { scale: num("scale")? }),
+            "rdn" => Arch::Rdn(Rdn {
+                c: num("C")?,
+                d: num("D")?,
+                g: num("G")?,
+                g0: num("G0")?,
+                scale: num("scale")?,
+                upsampler: match get("upsampler")?.as_str() {
+                    "nearest" => RdnUpsampler::Nearest,
+                    "shuffle" => RdnUpsampler::Shuffle,
+                    _ => return Err("metadata 'upsampler' must be nearest or shuffle".into()),
+                },
+            }),
+            "rrdn" => Arch::Rrdn(Rrdn {
+                c: num("C")?,
+                d: num("D")?,
+                g: num("G")?,
+                g0: num("G0")?,
+                t: num("T")?,
+                scale: num("scale")?,
+                beta: float("beta")?,
+            }),
             other => {
                 return Err(format!("unknown architecture '{other}' (known: {})", ARCH_NAMES.join(", ")))
             }
@@ -367,6 +452,7 @@ impl Arch {
             (Arch::Edsr(Edsr { norm, .. }) | Arch::Mdsr(Mdsr { norm, .. }), "rgb_std") => {
                 norm.std = parse_triple(value).map_err(|e| bad(&e))?
             }
+            (Arch::Rrdn(a), "beta") => a.beta = float()?,
             (Arch::Srvgg(a), "act") => {
                 let act = SrvggAct::parse(value).ok_or_else(|| bad("expected prelu, relu or leakyrelu"))?;
                 if (act == SrvggAct::PRelu) != (a.act == SrvggAct::PRelu) {
@@ -389,7 +475,8 @@ impl Arch {
         match self {
             Arch::Srvgg(_) => &["act"],
             Arch::Edsr(_) | Arch::Mdsr(_) => &["res_scale", "img_range", "rgb_mean", "rgb_std"],
-            Arch::Rrdb(_) | Arch::UpConv7(_) | Arch::Cunet(_) => &[],
+            Arch::Rrdn(_) => &["beta"],
+            Arch::Rrdb(_) | Arch::UpConv7(_) | Arch::Cunet(_) | Arch::Rdn(_) => &[],
         }
     }
 
@@ -434,6 +521,21 @@ impl fmt::Display for Arch {
                 write!(f, "waifu2x UpConv7 x{} (6 valid convs + 4x4 transposed conv)", a.scale)
             }
             Arch::Cunet(a) => write!(f, "waifu2x CUNet x{} (two U-Nets with squeeze-excitation)", a.scale),
+            Arch::Rdn(a) => write!(
+                f,
+                "RDN x{} (C={}, D={}, G={}, G0={}, {} upsampling)",
+                a.scale,
+                a.c,
+                a.d,
+                a.g,
+                a.g0,
+                if a.upsampler == RdnUpsampler::Nearest { "nearest" } else { "pixel-shuffle" }
+            ),
+            Arch::Rrdn(a) => write!(
+                f,
+                "RRDN x{} (C={}, D={}, G={}, G0={}, T={}, beta {})",
+                a.scale, a.c, a.d, a.g, a.g0, a.t, a.beta
+            ),
         }
     }
 }
@@ -504,6 +606,8 @@ mod tests {
             Arch::Rrdb(Rrdb { num_feat: 64, num_block: 23, num_grow_ch: 32, scale: 2 }),
             Arch::UpConv7(UpConv7 { scale: 2 }),
             Arch::Cunet(Cunet { scale: 1 }),
+            Arch::Rdn(Rdn { c: 3, d: 10, g: 64, g0: 64, scale: 2, upsampler: RdnUpsampler::Nearest }),
+            Arch::Rrdn(Rrdn { c: 4, d: 3, g: 32, g0: 32, t: 10, scale: 4, beta: 0.2 }),
         ];
         for a in archs {
             assert_eq!(Arch::from_metadata(&a.to_metadata()).unwrap(), Some(a.clone()));

@@ -87,6 +87,40 @@ impl<'a> Builder<'a> {
         Ok(self.graph.conv(x, c))
     }
 
+    /// A "same" conv over input channels `cin.start..cin.end` of the stored `{name}.weight`
+    /// (`[cout, cin_total, k, k]`), with the bias only if `bias`: lets a 1x1 fusion over a long
+    /// concatenation run as a sum of convs over its parts, so the concatenation is never built.
+    pub fn load_conv_slice(
+        &mut self,
+        name: &str,
+        cin_total: usize,
+        cin: std::ops::Range<usize>,
+        cout: usize,
+        k: usize,
+        bias: bool,
+    ) -> Result<Conv2d> {
+        let spec = ConvSpec::same(cin.len(), cout, k);
+        let (wname, bname) = (format!("{name}.weight"), format!("{name}.bias"));
+        self.src.expect_shape(&wname, &[cout, cin_total, k, k])?;
+        self.src.expect_shape(&bname, &[cout])?;
+        if self.shape_only {
+            return Ok(Conv2d::shape_only(spec, Activation::None));
+        }
+        let w = self.src.expect(&wname, &[cout, cin_total, k, k])?;
+        let kk = k * k;
+        let mut part = Vec::with_capacity(cout * cin.len() * kk);
+        for o in 0..cout {
+            part.extend_from_slice(&w[(o * cin_total + cin.start) * kk..(o * cin_total + cin.end) * kk]);
+        }
+        let b = if bias { Some(self.src.expect(&bname, &[cout])?) } else { None };
+        for n in [wname, bname] {
+            if !self.used.contains(&n) {
+                self.used.push(n);
+            }
+        }
+        Ok(Conv2d::new(self.level, spec, &part, b.as_deref(), Activation::None, None))
+    }
+
     /// `res2 + s2·(res + s·act(conv(x)))` with optional residuals, into a fresh value or into
     /// the unwritten view `into` (see [`Graph::view`](crate::graph::Graph::view)).
     #[allow(clippy::too_many_arguments)]

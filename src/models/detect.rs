@@ -2,7 +2,9 @@
 //! read off the shapes. Every layout we support has a few signature keys; when none matches, the
 //! error lists them so the user can see what was expected.
 
-use super::arch::{Arch, Cunet, Edsr, Layout, Mdsr, MeanShift, Rrdb, Srvgg, SrvggAct, UpConv7};
+use super::arch::{
+    Arch, Cunet, Edsr, Layout, Mdsr, MeanShift, Rdn, RdnUpsampler, Rrdb, Rrdn, Srvgg, SrvggAct, UpConv7,
+};
 use super::build::upsampler_scale_ok;
 use super::source::TensorSource;
 use std::collections::BTreeMap;
@@ -28,6 +30,8 @@ pub const SUPPORTED: &[&str] = &[
     "rrdb (original ESRGAN): model.0.weight, model.1.sub.0.RDB1.conv1.0.weight, model.3.weight, model.6.weight, model.8.weight, model.10.weight",
     "upconv7 (waifu2x, nunif): net.0.weight [16,3,3,3], net.2 .. net.10 (valid 3x3 convs), net.12.weight [256,3,4,4] (transposed conv)",
     "cunet (waifu2x, nunif): unet1.conv1.conv.0.weight, unet1.conv2.seblock.conv1.weight, unet1.conv_bottom.weight [64,3,4,4] (x2) or [3,64,3,3] (x1), unet2.conv5.weight",
+    "rdn (idealo, converted by tools/convert_keras.py): F_m1.weight, F_0.weight, F_1_1.weight, LFF_1.weight [G0,G0+C*G,1,1], GFF_1.weight, UPN3.weight [3*s*s,32,3,3], SR.weight",
+    "rrdn (idealo, converted by tools/convert_keras.py): Pre_blocks_conv.weight, F_1_1_1.weight, LFF_1_1.weight, post_blocks_conv.weight, PreShuffle.weight [3*s*s,G0,3,3], SR.weight",
     "ncnn .param + .bin of any of these (realesr-animevideov3, realesrgan-x4plus, waifu2x upconv_7 / cunet)",
 ];
 
@@ -83,6 +87,8 @@ pub fn detect(src: &TensorSource, hint: Option<&str>) -> Result<Detected, String
         ("rrdb", detect_esrgan),
         ("upconv7", detect_upconv7),
         ("cunet", detect_cunet),
+        ("rdn", detect_rdn),
+        ("rrdn", detect_rrdn),
     ];
     for (name, f) in candidates {
         if hint.is_some_and(|h| h != name) {
@@ -374,6 +380,62 @@ fn detect_cunet(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> 
     }))
 }
 
+/// `s` for a conv with `3·s²` outputs.
+fn rgb_scale(k: &Keys, name: &str) -> Result<usize, String> {
+    let out = k.conv_out(name).ok_or_else(|| format!("{name} is missing or not a conv weight"))?;
+    (1..=8)
+        .find(|s| 3 * s * s == out)
+        .ok_or_else(|| format!("{name} has {out} outputs, not 3·s² for a scale s"))
+}
+
+fn detect_rdn(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("F_m1.weight") && k.has("F_1_1.weight") && k.has("GFF_1.weight")) {
+        return None;
+    }
+    Some((|| {
+        let g0 = k.conv_out("F_m1.weight").ok_or("F_m1.weight is not a conv")?;
+        let g = k.conv_out("F_1_1.weight").ok_or("F_1_1.weight is not a conv")?;
+        let c = k.count(|i| format!("F_1_{}.weight", i + 1));
+        let d = k.count(|i| format!("F_{}_1.weight", i + 1));
+        let scale = rgb_scale(k, "UPN3.weight")?;
+        let upsampler = match k.shape("SR.weight") {
+            Some([3, i, 3, 3]) if *i == 3 * scale * scale && scale > 1 => RdnUpsampler::Nearest,
+            Some([3, 3, 3, 3]) => RdnUpsampler::Shuffle,
+            s => {
+                return Err(format!(
+                    "SR.weight has shape {s:?}: [3,3*s*s,3,3] (nearest) or [3,3,3,3] (shuffle)"
+                ))
+            }
+        };
+        Ok(Detected {
+            arch: Arch::Rdn(Rdn { c, d, g, g0, scale, upsampler }),
+            layout: Layout::Idealo,
+            rename: BTreeMap::new(),
+            notes: Vec::new(),
+        })
+    })())
+}
+
+fn detect_rrdn(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("Pre_blocks_conv.weight") && k.has("F_1_1_1.weight")) {
+        return None;
+    }
+    Some((|| {
+        let g0 = k.conv_out("Pre_blocks_conv.weight").ok_or("Pre_blocks_conv.weight is not a conv")?;
+        let g = k.conv_out("F_1_1_1.weight").ok_or("F_1_1_1.weight is not a conv")?;
+        let c = k.count(|i| format!("F_1_1_{}.weight", i + 1));
+        let d = k.count(|i| format!("F_1_{}_1.weight", i + 1));
+        let t = k.count(|i| format!("F_{}_1_1.weight", i + 1));
+        let scale = rgb_scale(k, "PreShuffle.weight")?;
+        Ok(Detected {
+            arch: Arch::Rrdn(Rrdn { c, d, g, g0, t, scale, beta: 0.2 }),
+            layout: Layout::Idealo,
+            rename: BTreeMap::new(),
+            notes: vec!["beta (the residual scale) is not stored: using idealo's 0.2 (override with --param beta=...)".into()],
+        })
+    })())
+}
+
 /// Check hyper-parameters that builders rely on.
 pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
     let scales = arch.scales();
@@ -387,6 +449,12 @@ pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
             Err(format!("RRDBNet needs features, growth and a scale of 1, 2 or 4 (got x{})", a.scale))
         }
         Arch::UpConv7(a) if a.scale != 2 => Err("UpConv7 is always x2".into()),
+        Arch::Rdn(a) if a.c == 0 || a.d == 0 || a.g == 0 || a.g0 == 0 || a.scale == 0 => {
+            Err("RDN needs C, D, G, G0 and a scale".into())
+        }
+        Arch::Rrdn(a) if a.c == 0 || a.d == 0 || a.g == 0 || a.g0 == 0 || a.scale == 0 => {
+            Err("RRDN needs C, D, G, G0 and a scale".into())
+        }
         Arch::Cunet(a) if a.scale != 1 && a.scale != 2 => Err("CUNet is x1 or x2".into()),
         Arch::Edsr(_) | Arch::Mdsr(_) if scales.iter().any(|&s| !upsampler_scale_ok(s)) => {
             Err(format!("unsupported upsampling scale in {scales:?} (2^n or 3)"))

@@ -7,13 +7,16 @@ mod edsr;
 mod mdsr;
 mod ncnn;
 mod network;
+mod rdn;
 pub mod registry;
 mod rrdb;
 pub mod source;
 mod srvgg;
 mod waifu2x;
 
-pub use arch::{Arch, Cunet, Edsr, Layout, Mdsr, MeanShift, Rrdb, Srvgg, SrvggAct, UpConv7};
+pub use arch::{
+    Arch, Cunet, Edsr, Layout, Mdsr, MeanShift, Rdn, RdnUpsampler, Rrdb, Rrdn, Srvgg, SrvggAct, UpConv7,
+};
 pub use network::{EdgeMode, Network};
 
 use crate::cpu::CpuLevel;
@@ -188,6 +191,8 @@ impl Model {
             Arch::Rrdb(a) => rrdb::build(b, a),
             Arch::UpConv7(a) => waifu2x::build_upconv7(b, a),
             Arch::Cunet(a) => waifu2x::build_cunet(b, a),
+            Arch::Rdn(a) => rdn::build_rdn(b, a),
+            Arch::Rrdn(a) => rdn::build_rrdn(b, a),
         }
     }
 

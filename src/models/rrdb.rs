@@ -25,45 +25,18 @@ pub(crate) const BETA: f32 = 0.2;
 
 pub(crate) fn build(b: &mut Builder, a: &Rrdb) -> Result<()> {
     let (f, gr) = (a.num_feat, a.num_grow_ch);
-    let width = f + 4 * gr;
     let mut x: ValueId = b.graph.input();
     x = match a.scale {
         2 => b.graph.pixel_unshuffle(x, 2),
         1 => b.graph.pixel_unshuffle(x, 4),
         _ => x,
     };
-    let mut buf = b.graph.buffer(width);
+    let buf = b.graph.buffer(f + 4 * gr);
     let feat = b.graph.view(buf, 0, f);
     b.conv_to(x, "conv_first", f, 3, Activation::None, None, None, Some(feat))?;
-    let mut cur = feat;
-    for i in 0..a.num_block {
-        let block_in = cur;
-        for k in 1..=3 {
-            let p = format!("body.{i}.rdb{k}");
-            for m in 0..4 {
-                let prefix = b.graph.view(buf, 0, f + m * gr);
-                let slice = b.graph.view(buf, f + m * gr, gr);
-                b.conv_to(prefix, &format!("{p}.conv{}", m + 1), gr, 3, LRELU, None, None, Some(slice))?;
-            }
-            let all = b.graph.view(buf, 0, width);
-            let next = b.graph.buffer(width);
-            let out = b.graph.view(next, 0, f);
-            let res2 = (k == 3).then_some((block_in, BETA));
-            b.conv_to(
-                all,
-                &format!("{p}.conv5"),
-                f,
-                3,
-                Activation::None,
-                Some((cur, BETA)),
-                res2,
-                Some(out),
-            )?;
-            buf = next;
-            cur = out;
-        }
-    }
-    let mut h = b.conv_res(cur, "conv_body", 3, feat, 1.0)?;
+    let names = |t: usize, d: usize, c: usize| format!("body.{t}.rdb{d}.conv{c}");
+    let body = dense_rrdb_body(b, buf, a.num_block, 3, 4, f, gr, LRELU, BETA, &names)?;
+    let mut h = b.conv_res(body, "conv_body", 3, feat, 1.0)?;
     for up in ["conv_up1", "conv_up2"] {
         h = b.graph.upsample_nearest(h, 2);
         h = b.conv(h, up, f, 3, LRELU)?;
@@ -71,4 +44,54 @@ pub(crate) fn build(b: &mut Builder, a: &Rrdb) -> Result<()> {
     h = b.conv(h, "conv_hr", f, 3, LRELU)?;
     b.conv(h, "conv_last", 3, 3, Activation::None)?;
     Ok(())
+}
+
+/// `blocks` residual-in-residual blocks of `dense` residual dense blocks, each of `convs` 3x3
+/// convs (`growth` filters, activation `act`) and a 3x3 fusion conv to `f` features; `x + beta·y`
+/// per dense block and `in + beta·out` per block. `buf` (`f + convs·growth` channels) holds the
+/// input in its first `f` channels. `name(t, d, c)` names conv `c` (1-based; `convs + 1` is the
+/// fusion conv) of dense block `d` (1-based) of block `t` (0-based). Returns the output (the
+/// first `f` channels of the last buffer).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dense_rrdb_body(
+    b: &mut Builder,
+    mut buf: ValueId,
+    blocks: usize,
+    dense: usize,
+    convs: usize,
+    f: usize,
+    growth: usize,
+    act: Activation,
+    beta: f32,
+    name: &dyn Fn(usize, usize, usize) -> String,
+) -> Result<ValueId> {
+    let width = f + convs * growth;
+    let mut cur = b.graph.view(buf, 0, f);
+    for t in 0..blocks {
+        let block_in = cur;
+        for d in 1..=dense {
+            for m in 0..convs {
+                let prefix = b.graph.view(buf, 0, f + m * growth);
+                let slice = b.graph.view(buf, f + m * growth, growth);
+                b.conv_to(prefix, &name(t, d, m + 1), growth, 3, act, None, None, Some(slice))?;
+            }
+            let all = b.graph.view(buf, 0, width);
+            let next = b.graph.buffer(width);
+            let out = b.graph.view(next, 0, f);
+            let res2 = (d == dense).then_some((block_in, beta));
+            b.conv_to(
+                all,
+                &name(t, d, convs + 1),
+                f,
+                3,
+                Activation::None,
+                Some((cur, beta)),
+                res2,
+                Some(out),
+            )?;
+            buf = next;
+            cur = out;
+        }
+    }
+    Ok(cur)
 }
