@@ -192,3 +192,32 @@ fn valid_convolution_models_tile_on_their_own_pre_padding() {
         }
     }
 }
+
+#[test]
+fn chained_models_and_outscale() {
+    use superres::pipeline::Chain;
+    let a = fixture_model("srvgg_x2.pth", &[]);
+    let b = fixture_model("upconv7.pth", &[]);
+    let (w, h) = (13, 9);
+    let px = noise_u16(w * h * 3, 21);
+    let img = ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U16(&px) };
+    let up =
+        |m: &Model| Upscaler::new(m.build(CpuLevel::effective(), None).unwrap(), UpscaleOptions::default());
+    // A chain is the stages run one after the other at 16 bits.
+    let mut chain = Chain::new(vec![up(&a), up(&b)], None, None).unwrap();
+    let out = chain.upscale(&img).unwrap();
+    let first = up(&a).upscale(&img).unwrap();
+    let second = up(&b).upscale(&first.view()).unwrap();
+    assert_eq!((out.width, out.height), (4 * w as u32, 4 * h as u32));
+    assert!(out.samples == second.samples);
+    // --outscale resamples the native result (kept at 16 bits) with Lanczos-3.
+    let mut chain = Chain::new(vec![up(&a)], Some(1.5), Some(8)).unwrap();
+    let out = chain.upscale(&img).unwrap();
+    assert_eq!((out.width, out.height), (19, 13));
+    let native = up(&a).upscale(&img).unwrap();
+    let want =
+        superres::kernels::resize::lanczos_resample(native.samples.as_ref(), 2 * w, 2 * h, 3, 19, 13, 8);
+    assert!(out.samples == want);
+    assert!(Chain::new(vec![up(&a)], Some(f64::NAN), None).is_err());
+    assert!(Chain::new(Vec::new(), None, None).is_err());
+}

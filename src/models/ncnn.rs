@@ -176,7 +176,7 @@ fn srvgg_expects(
                 params.push(("act".into(), "relu".into()));
                 Act::Relu
             }
-            Act::Leaky(s) if s == 0.1 => {
+            Act::Leaky(0.1) => {
                 params.push(("act".into(), "leakyrelu".into()));
                 Act::Leaky(0.1)
             }
@@ -217,7 +217,7 @@ fn srvgg_expects(
 
 fn rrdb_expects(m: &NcnnModel, w: &[&Layer]) -> Result<Vec<Expect>, String> {
     let n = w.len();
-    if w.iter().any(|l| l.kind != "Convolution") || n < 21 || (n - 6) % 15 != 0 {
+    if w.iter().any(|l| l.kind != "Convolution") || n < 21 || !(n - 6).is_multiple_of(15) {
         return Err(format!(
             "an RRDBNet graph has 6 + 15·N convolutions and nothing else with weights; this one has {n} weight layers"
         ));

@@ -3,7 +3,9 @@
 
 pub mod batch;
 pub mod cancel;
+pub mod chain;
 pub mod tile;
 pub mod upscale;
 
+pub use chain::Chain;
 pub use upscale::{AlphaMode, OutputImage, UpscaleOptions, Upscaler};

@@ -105,6 +105,11 @@ impl Upscaler {
         &self.opts
     }
 
+    /// Output bits per sample (`None`: the input's).
+    pub fn set_depth(&mut self, depth: Option<u8>) {
+        self.opts.depth = depth;
+    }
+
     /// Context around tiles beyond the network's own pre-padding: the receptive field less the
     /// pre-padding unless set, in multiples of the network's alignment.
     pub fn tile_pad(&self) -> usize {
