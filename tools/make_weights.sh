@@ -20,7 +20,7 @@ conv "$S/waifu2x/upconv_7_photo/scale2.0x_model.param" waifu2x-upconv7-photo
 conv "$S/waifu2x/cunet/scale2.0x_model.param" waifu2x-cunet
 
 # idealo RDN x2: Keras HDF5 -> our safetensors (fp16 storage), then checked by `superres convert`.
-/work/venv/bin/python tools/convert_keras.py "$S/idealo/rdn-psnr-small-x2.h5" -o target/idealo-rdn-x2.raw.safetensors --fp16
+"${PYTHON:-/work/venv/bin/python}" tools/convert_keras.py "$S/idealo/rdn-psnr-small-x2.h5" -o target/idealo-rdn-x2.raw.safetensors --fp16
 conv target/idealo-rdn-x2.raw.safetensors idealo-rdn-x2
 
 sha256sum weights/*.safetensors

@@ -94,6 +94,26 @@ mod tests {
                     assert!((g - r).abs() < 1e-5, "{level} {h}x{w}x{c}: {g} vs {r}");
                 }
             }
+            // The AVX-512 shape (16 lanes, tails) on the emulated vector, on any machine.
+            let mut sums = vec![0.0f32; c];
+            for y in 0..h {
+                let mut row = vec![0.0f32; c];
+                // SAFETY: the row lies inside the owned tensor; `row` holds c floats.
+                unsafe {
+                    row_sum_body(
+                        crate::kernels::simd::emu::Emu16,
+                        t.data.as_ptr().offset(l.offset(y as isize, 0)),
+                        w,
+                        l.cs,
+                        c,
+                        row.as_mut_ptr(),
+                    )
+                };
+                sums.iter_mut().zip(&row).for_each(|(s, r)| *s += r);
+            }
+            for (s, r) in sums.iter().zip(&want) {
+                assert!((*s as f64 / (h * w) as f64 - r).abs() < 1e-5, "emu16 {h}x{w}x{c}");
+            }
         }
     }
 }

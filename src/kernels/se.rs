@@ -165,6 +165,25 @@ mod tests {
                 for (i, (g, r)) in t.to_hwc().iter().zip(&want).enumerate() {
                     assert!((g - r).abs() < 1e-5, "{level} {h}x{w}x{c}: [{i}] {g} vs {r}");
                 }
+                // The AVX-512 shape on the emulated 16-lane vector.
+                let g = se.gates(&crate::kernels::pool::global_avg_reference(&x, h, w, c));
+                let mut y = vec![0.0f32; h * w * c];
+                // SAFETY: dense buffers of h*w*c floats; g holds c gates.
+                unsafe {
+                    scale_row_body(
+                        crate::kernels::simd::emu::Emu16,
+                        x.as_ptr(),
+                        c,
+                        y.as_mut_ptr(),
+                        c,
+                        h * w,
+                        g.as_ptr(),
+                        c,
+                    )
+                };
+                for (a, b) in y.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-5, "emu16 {h}x{w}x{c}");
+                }
                 // Into a channel view of a wider buffer.
                 let mut out = Tensor::zeros(h, w, c + 2, 0);
                 out.data.as_mut_slice().fill(3.0);

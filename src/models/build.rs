@@ -50,6 +50,10 @@ impl<'a> Builder<'a> {
         let ConvSpec { cin, cout, kh: k, .. } = spec;
         debug_assert_eq!(spec.kh, spec.kw);
         let wname = format!("{name}.weight");
+        if cin == 0 || cout == 0 {
+            let what = format!("a convolution with {cin} input and {cout} output channels cannot be built");
+            return Err(crate::error::Error::tensor(self.src.path(), wname, what));
+        }
         let bname = format!("{name}.bias");
         if self.shape_only {
             self.src.expect_shape(&wname, &[cout, cin, k, k])?;
@@ -153,6 +157,12 @@ impl<'a> Builder<'a> {
         assert_eq!(self.graph.channels(x), spec.cin);
         let DeconvSpec { cin, cout, k, .. } = spec;
         let (wname, bname) = (format!("{name}.weight"), format!("{name}.bias"));
+        if cin == 0 || cout == 0 {
+            let what = format!(
+                "a transposed convolution with {cin} input and {cout} output channels cannot be built"
+            );
+            return Err(crate::error::Error::tensor(self.src.path(), wname, what));
+        }
         let d = if self.shape_only {
             self.src.expect_shape(&wname, &[cin, cout, k, k])?;
             self.src.expect_shape(&bname, &[cout])?;

@@ -18,7 +18,7 @@
 
 use super::arch::{Cunet, UpConv7};
 use super::build::Builder;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::ValueId;
 use crate::kernels::conv::ConvSpec;
 use crate::kernels::deconv::DeconvSpec;
@@ -75,10 +75,14 @@ pub(crate) fn cunet_layers(scale: usize) -> Vec<(String, LayerKind)> {
     v
 }
 
-/// Output channels of `{name}.weight` (dim 0 of a conv, dim 1 of a transposed conv); 0 when
-/// missing, which the loader then reports with the expected shape.
-fn out_channels(b: &Builder, name: &str, transposed: bool) -> usize {
-    b.src.shape(&format!("{name}.weight")).and_then(|s| s.get(transposed as usize).copied()).unwrap_or(0)
+/// Output channels of `{name}.weight` (dim 0 of a conv, dim 1 of a transposed conv).
+fn out_channels(b: &Builder, name: &str, transposed: bool) -> Result<usize> {
+    let t = format!("{name}.weight");
+    match b.src.shape(&t).and_then(|s| (s.len() == 4).then(|| s[transposed as usize])) {
+        Some(c) if c > 0 => Ok(c),
+        Some(_) => Err(Error::tensor(b.src.path(), t, "has no output channels")),
+        None => Err(Error::tensor(b.src.path(), t, "missing or not a 4-D convolution weight")),
+    }
 }
 
 fn valid(cin: usize, cout: usize) -> ConvSpec {
@@ -102,7 +106,7 @@ pub(crate) fn build_upconv7(b: &mut Builder, _: &UpConv7) -> Result<()> {
     let mut h: ValueId = b.graph.input();
     for i in 0..6 {
         let name = format!("net.{}", 2 * i);
-        let cout = out_channels(b, &name, false);
+        let cout = out_channels(b, &name, false)?;
         h = b.conv_spec(h, &name, valid(b.graph.channels(h), cout), LRELU)?;
     }
     b.deconv(h, "net.12", up_out(b.graph.channels(h)), Activation::None)?;
@@ -113,7 +117,7 @@ pub(crate) fn build_upconv7(b: &mut Builder, _: &UpConv7) -> Result<()> {
 /// from the weights (nunif's CUNet: 32/64, 128/64, 64/128, 256/128, 64/64).
 fn unet_conv(b: &mut Builder, x: ValueId, p: &str, se: bool) -> Result<ValueId> {
     let (mid, out) =
-        (out_channels(b, &format!("{p}.conv.0"), false), out_channels(b, &format!("{p}.conv.2"), false));
+        (out_channels(b, &format!("{p}.conv.0"), false)?, out_channels(b, &format!("{p}.conv.2"), false)?);
     let h = b.conv_spec(x, &format!("{p}.conv.0"), valid(b.graph.channels(x), mid), LRELU)?;
     let h = b.conv_spec(h, &format!("{p}.conv.2"), valid(mid, out), LRELU)?;
     if se {
@@ -129,7 +133,7 @@ fn down_conv(b: &mut Builder, x: ValueId, name: &str) -> Result<ValueId> {
 }
 
 fn up_conv(b: &mut Builder, x: ValueId, name: &str) -> Result<ValueId> {
-    let (cin, cout) = (b.graph.channels(x), out_channels(b, name, true));
+    let (cin, cout) = (b.graph.channels(x), out_channels(b, name, true)?);
     b.deconv(x, name, up(cin, cout), LRELU)
 }
 
@@ -140,7 +144,7 @@ fn unet1(b: &mut Builder, x: ValueId, scale: usize) -> Result<ValueId> {
     let x2 = up_conv(b, x2, "unet1.conv2_up")?;
     let x3 = b.crop_add(x1, 4, x2, "unet1.conv2_up.weight")?;
     let c = b.graph.channels(x3);
-    let x3 = b.conv_spec(x3, "unet1.conv3", valid(c, out_channels(b, "unet1.conv3", false)), LRELU)?;
+    let x3 = b.conv_spec(x3, "unet1.conv3", valid(c, out_channels(b, "unet1.conv3", false)?), LRELU)?;
     let c = b.graph.channels(x3);
     if scale == 2 {
         b.deconv(x3, "unet1.conv_bottom", up_out(c), Activation::None)
@@ -161,7 +165,7 @@ fn unet2(b: &mut Builder, x: ValueId) -> Result<ValueId> {
     let x4 = up_conv(b, x4, "unet2.conv4_up")?;
     let x5 = b.crop_add(x1, 16, x4, "unet2.conv4_up.weight")?;
     let c = b.graph.channels(x5);
-    let x5 = b.conv_spec(x5, "unet2.conv5", valid(c, out_channels(b, "unet2.conv5", false)), LRELU)?;
+    let x5 = b.conv_spec(x5, "unet2.conv5", valid(c, out_channels(b, "unet2.conv5", false)?), LRELU)?;
     let c = b.graph.channels(x5);
     b.conv_spec(x5, "unet2.conv_bottom", valid(c, 3), Activation::None)
 }
