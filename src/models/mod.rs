@@ -109,8 +109,12 @@ impl Model {
 
     /// An ncnn `.param` + `.bin` pair (given either file), mapped onto our architectures.
     fn open_ncnn(path: &Path, opts: &OpenOptions) -> Result<Model> {
-        let nm = crate::weights::ncnn::read(path)?;
-        let imp = ncnn::import(&nm)?;
+        Model::from_ncnn(&crate::weights::ncnn::read(path)?, opts)
+    }
+
+    /// A model from an ncnn graph already read (see [`crate::weights::ncnn`]).
+    pub fn from_ncnn(nm: &crate::weights::ncnn::Model, opts: &OpenOptions) -> Result<Model> {
+        let imp = ncnn::import(nm)?;
         let mut o = opts.clone();
         o.params = imp.params.iter().cloned().chain(opts.params.iter().cloned()).collect();
         let mut m = Model::from_state_dict(&nm.param_path, imp.state, &o)?;

@@ -108,16 +108,21 @@ pub fn paths(path: &Path) -> (PathBuf, PathBuf) {
 pub fn read(path: &Path) -> Result<Model> {
     let (param_path, bin_path) = paths(path);
     let text = std::fs::read(&param_path).map_err(|e| Error::io(&param_path, e))?;
+    let bin = std::fs::read(&bin_path).map_err(|e| Error::io(&bin_path, e))?;
+    from_bytes(&text, &bin, &param_path, &bin_path)
+}
+
+/// Parse a model from the contents of its two files (the paths name them in errors).
+pub fn from_bytes(param: &[u8], bin: &[u8], param_path: &Path, bin_path: &Path) -> Result<Model> {
     let text =
-        String::from_utf8(text).map_err(|_| Error::format(&param_path, "ncnn .param is not UTF-8 text"))?;
-    let mut layers = parse_param(&text).map_err(|r| Error::format(&param_path, r))?;
+        std::str::from_utf8(param).map_err(|_| Error::format(param_path, "ncnn .param is not UTF-8 text"))?;
+    let mut layers = parse_param(text).map_err(|r| Error::format(param_path, r))?;
     // Problems of the graph itself (unknown types, absurd sizes) belong to the .param.
     for l in &layers {
-        blob_specs(l).map_err(|r| Error::format(&param_path, r))?;
+        blob_specs(l).map_err(|r| Error::format(param_path, r))?;
     }
-    let bin = std::fs::read(&bin_path).map_err(|e| Error::io(&bin_path, e))?;
-    load_bin(&mut layers, &bin).map_err(|r| Error::format(&bin_path, r))?;
-    Ok(Model { param_path, bin_path, layers })
+    load_bin(&mut layers, bin).map_err(|r| Error::format(bin_path, r))?;
+    Ok(Model { param_path: param_path.to_path_buf(), bin_path: bin_path.to_path_buf(), layers })
 }
 
 /// Parse the text graph (no weights).
