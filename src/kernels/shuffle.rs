@@ -105,7 +105,7 @@ pub(crate) unsafe fn upsample_nearest_raw(x: *const f32, xl: &Layout, y: *mut f3
     });
 }
 
-/// Dense-HWC reference of [`unshuffle_raw`]: `x` is `h x w x c`.
+/// Dense-HWC reference of pixel unshuffle: `x` is `h x w x c`.
 pub fn unshuffle_reference(x: &[f32], h: usize, w: usize, c: usize, r: usize) -> Vec<f32> {
     let (oh, ow, oc) = (h / r, w / r, c * r * r);
     let mut y = vec![0.0; oh * ow * oc];
@@ -120,7 +120,7 @@ pub fn unshuffle_reference(x: &[f32], h: usize, w: usize, c: usize, r: usize) ->
     y
 }
 
-/// Dense-HWC reference of [`upsample_nearest_raw`].
+/// Dense-HWC reference of nearest upsampling.
 pub fn upsample_nearest_reference(x: &[f32], h: usize, w: usize, c: usize, r: usize) -> Vec<f32> {
     let mut y = Vec::with_capacity(h * r * w * r * c);
     for yy in 0..h * r {

@@ -65,7 +65,7 @@ pub enum Activation {
 /// What happens to an accumulator tile before it is stored:
 /// `y = act(acc + bias)`, then `out = residual + res_scale · y` when a residual is given, then
 /// `out = residual2 + res2_scale · out` when a second residual is given (the scale of the second
-/// residual lives in [`Ops::res2_scale`], its rows in [`Line::res2`]).
+/// residual lives in `Ops::res2_scale`, its rows in `Line::res2`).
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
     /// Length at least the packed width of B (padded columns are read, never stored).
