@@ -273,3 +273,79 @@ fn ctrl_c_leaves_no_temporary_files() {
         }
     }
 }
+
+#[test]
+fn model_zoo_noise_chains_outscale_and_ncnn_files() {
+    let d = tempfile::tempdir().unwrap();
+    let sample = repo().join("assets/sample.png");
+    let size = |p: &Path| {
+        let i = decode_file(p, &DecodeLimits::default()).unwrap();
+        (i.width, i.height)
+    };
+    let (w, h) = size(&sample);
+    // Every shipped model is listed and opens; the waifu2x family advertises its noise levels.
+    let o = run(&["models", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    for want in [
+        "realesrgan-x4plus",
+        "waifu2x-upconv7-anime",
+        "waifu2x-upconv7-photo",
+        "waifu2x-cunet",
+        "idealo-rdn-x2",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(list.as_array().unwrap().iter().all(|m| m.get("error").is_none()), "{list}");
+    let fam = list.as_array().unwrap().iter().find(|m| m["name"] == "waifu2x-upconv7-anime").unwrap();
+    assert_eq!(fam["noise_levels"], serde_json::json!([0, 1, 2, 3]));
+
+    // --noise picks the variant: same as naming it.
+    let a = d.path().join("a.png");
+    let b = d.path().join("b.png");
+    let o = run(&["upscale", "-q", "-m", "waifu2x-upconv7-anime", "--noise", "2", s(&sample), "-o", s(&a)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["upscale", "-q", "-m", "waifu2x-upconv7-anime-noise2", s(&sample), "-o", s(&b)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(size(&a), (2 * w, 2 * h));
+    let o = run(&["upscale", "-q", "-m", "waifu2x-upconv7-anime", "-n", "9", s(&sample), "-o", s(&a)]);
+    assert!(!o.status.success() && stderr(&o).contains("noise levels 0, 1, 2, 3"), "{}", stderr(&o));
+    let o = run(&["upscale", "-q", "-m", "realesr-animevideov3", "-n", "1", s(&sample), "-o", s(&a)]);
+    assert!(!o.status.success() && stderr(&o).contains("no noise-reduction variants"), "{}", stderr(&o));
+
+    // A chain of a x2 and a x4 model is x8; --outscale resamples to floor(outscale * size).
+    let c = d.path().join("c.png");
+    let o = run(&[
+        "upscale",
+        "-q",
+        "-m",
+        "waifu2x-upconv7-photo",
+        "-m",
+        "realesr-animevideov3",
+        s(&sample),
+        "-o",
+        s(&c),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(size(&c), (8 * w, 8 * h));
+    let o = run(&["upscale", "-q", "--outscale", "2.5", s(&sample), "-o", s(&c), "--overwrite"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(size(&c), ((w as f64 * 2.5) as u32, (h as f64 * 2.5) as u32));
+    let o = run(&["upscale", "-q", "--outscale", "0", s(&sample), "-o", s(&c), "--overwrite"]);
+    assert!(!o.status.success() && stderr(&o).contains("--outscale"), "{}", stderr(&o));
+
+    // An ncnn model given by its .param, and its info.
+    let p = fixture("upconv7_ncnn.param");
+    let o = run(&["upscale", "-q", "-m", s(&p), s(&sample), "-o", s(&c), "--overwrite"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(size(&c), (2 * w, 2 * h));
+    let o = run(&["info", s(&p), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["arch"], "upconv7");
+    assert_eq!(info["layout"], "ncnn");
+    assert_eq!(info["receptive_field"][0]["radius"], 7);
+    // info and convert take one model.
+    let o = run(&["info", "-m", "waifu2x-cunet", "-m", "waifu2x-upconv7-photo"]);
+    assert!(!o.status.success() && stderr(&o).contains("one model"), "{}", stderr(&o));
+}

@@ -44,6 +44,9 @@ fn tiled_output_equals_untiled_output() {
         (fixture_model("srvgg_x4.pth", &[]), None),
         (fixture_model("edsr_basicsr_x4.pth", &[]), None),
         (fixture_model("mdsr.pt", &[]), Some(3)),
+        // Pixel-unshuffle input: tiles must keep to the 2- and 4-pixel grid; odd sizes reflect.
+        (fixture_model("rrdb_x2.pth", &[]), None),
+        (fixture_model("rrdb_x1.pth", &[]), None),
     ];
     let (w, h) = (37, 29);
     let px = noise_u16(w * h * 3, 5);
@@ -156,4 +159,65 @@ fn auto_tile_respects_the_memory_budget() {
     assert!(t > 0, "a 400x300 image should not fit in 2 MiB of activations");
     assert!(up.working_bytes(h, w) <= budget, "{} > {budget}", up.working_bytes(h, w));
     assert_eq!(up.tile_size(20, 20), 0, "a small image runs whole");
+}
+
+#[test]
+fn valid_convolution_models_tile_on_their_own_pre_padding() {
+    let (w, h) = (27, 19);
+    let px = noise_u16(w * h * 3, 11);
+    let img = ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U16(&px) };
+    let x: Vec<f32> = px.iter().map(|&v| v as f32 * (1.0 / 65535.0)).collect();
+    for (ckpt, local) in [("upconv7.pth", true), ("cunet_x2.pth", false), ("cunet_x1.pth", false)] {
+        let m = fixture_model(ckpt, &[]);
+        let net = m.build(CpuLevel::effective(), None).unwrap();
+        let s = net.scale();
+        assert_eq!(net.is_local(), local, "{ckpt}");
+        // The whole-image pipeline is the padded network run, quantised.
+        let direct = net.run_hwc(&x, h, w, &mut superres::graph::Arena::new()).unwrap();
+        let whole = run(&m, None, &img, UpscaleOptions::default());
+        let Samples::U16(wv) = &whole else { panic!("16-bit in, 16-bit out") };
+        assert_eq!(wv.len(), w * s * h * s * 3);
+        for (a, b) in wv.iter().zip(&direct) {
+            assert_eq!(*a as f32, (b.clamp(0.0, 1.0) * 65535.0).round_ties_even(), "{ckpt}");
+        }
+        for tile in [4, 6, 16] {
+            let tiled = run(&m, None, &img, UpscaleOptions { tile, ..UpscaleOptions::default() });
+            if local {
+                assert!(tiled == whole, "{ckpt}: tile {tile} differs from the whole-image result");
+            } else {
+                // Squeeze-excitation pools each tile: close to, but not the same as, the whole image.
+                let Samples::U16(tv) = &tiled else { unreachable!() };
+                assert_eq!(tv.len(), wv.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn chained_models_and_outscale() {
+    use superres::pipeline::Chain;
+    let a = fixture_model("srvgg_x2.pth", &[]);
+    let b = fixture_model("upconv7.pth", &[]);
+    let (w, h) = (13, 9);
+    let px = noise_u16(w * h * 3, 21);
+    let img = ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U16(&px) };
+    let up =
+        |m: &Model| Upscaler::new(m.build(CpuLevel::effective(), None).unwrap(), UpscaleOptions::default());
+    // A chain is the stages run one after the other at 16 bits.
+    let mut chain = Chain::new(vec![up(&a), up(&b)], None, None).unwrap();
+    let out = chain.upscale(&img).unwrap();
+    let first = up(&a).upscale(&img).unwrap();
+    let second = up(&b).upscale(&first.view()).unwrap();
+    assert_eq!((out.width, out.height), (4 * w as u32, 4 * h as u32));
+    assert!(out.samples == second.samples);
+    // --outscale resamples the native result (kept at 16 bits) with Lanczos-3.
+    let mut chain = Chain::new(vec![up(&a)], Some(1.5), Some(8)).unwrap();
+    let out = chain.upscale(&img).unwrap();
+    assert_eq!((out.width, out.height), (19, 13));
+    let native = up(&a).upscale(&img).unwrap();
+    let want =
+        superres::kernels::resize::lanczos_resample(native.samples.as_ref(), 2 * w, 2 * h, 3, 19, 13, 8);
+    assert!(out.samples == want);
+    assert!(Chain::new(vec![up(&a)], Some(f64::NAN), None).is_err());
+    assert!(Chain::new(Vec::new(), None, None).is_err());
 }

@@ -41,7 +41,13 @@ from srref import (  # noqa: E402
     EDSRBasicSR,
     EDSRPyTorch,
     MeanShift,
+    CUNet,
+    RRDBNet,
     SRVGGNetCompact,
+    UpConv7,
+    WAIFU2X_PAD,
+    realesrgan_run,
+    waifu2x_run,
     write_safetensors,
 )
 
@@ -265,6 +271,261 @@ def srvgg_cases():
         ), {"params": sd}, x, ref, y32, {}
 
 
+class RealEsrganRun(nn.Module):
+    """A model run the way RealESRGANer runs it (reflect padding for the unshuffle scales)."""
+
+    def __init__(self, model, scale):
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x):
+        return realesrgan_run(self.model, x, self.scale)
+
+
+def rrdb_cases():
+    specs = [
+        # case,       scale, blocks, seed, (H, W): x2/x1 sizes are not multiples of 2/4 on purpose
+        ("rrdb_x4", 4, 2, 501, (9, 11)),
+        ("rrdb_x2", 2, 1, 502, (10, 13)),
+        ("rrdb_x1", 1, 1, 503, (12, 9)),
+    ]
+    for case, scale, nb, seed, (h, w) in specs:
+        hp = dict(num_in_ch=3, num_out_ch=3, scale=scale, num_feat=8, num_block=nb, num_grow_ch=4)
+        model = RRDBNet(**hp)
+        randomize(model, seed, gain=1.0, bias_std=0.1)
+        sd = state_dict_f32(model)
+        x = make_input(seed, h, w)
+        ref, y32 = forward_pair(RealEsrganRun(model, scale), x)
+        notes = ("BasicSR RRDBNet: conv_first; body = RRDBs of three ResidualDenseBlocks (5 convs, dense "
+                 "concatenation, LeakyReLU 0.2, x + 0.2*conv5); RRDB out = x + 0.2*rdb3(rdb2(rdb1(x))); "
+                 "feat + conv_body(body(feat)); two nearest x2 + conv + LeakyReLU stages; conv_hr + LeakyReLU; "
+                 "conv_last. Checkpoint under 'params_ema' as Real-ESRGAN ships it.")
+        if scale != 4:
+            notes += (f" scale {scale}: input pixel-unshuffled by {4 // scale}; the input is reflect-padded "
+                      f"bottom/right to a multiple of {4 // scale} and the output cropped (RealESRGANer.pre_process).")
+        yield dict(
+            case=case, arch="rrdb", layout="basicsr", checkpoint=f"{case}.pth",
+            checkpoint_format="torch-zip", scale=scale, hparams=hp,
+            input_range=1, output_range=1, needs_params={}, state_dict_key="params_ema",
+            notes=notes, seed=seed,
+        ), {"params_ema": sd}, x, ref, y32, {}
+        if scale == 4:
+            # The same weights under the original ESRGAN repository's names.
+            old = OrderedDict()
+            ren = {"conv_first": "model.0", "conv_body": f"model.1.sub.{nb}", "conv_up1": "model.3",
+                   "conv_up2": "model.6", "conv_hr": "model.8", "conv_last": "model.10"}
+            for k, v in sd.items():
+                mod, p = k.rsplit(".", 1)
+                if mod.startswith("body."):
+                    _, i, rdb, conv = mod.split(".")
+                    name = f"model.1.sub.{i}.{rdb.upper()}.{conv}.0"
+                else:
+                    name = ren[mod]
+                old[f"{name}.{p}"] = v
+            yield dict(
+                case="rrdb_esrgan_x4", arch="rrdb", layout="esrgan", checkpoint="rrdb_esrgan_x4.pth",
+                checkpoint_format="torch-zip", scale=4, hparams=hp, input_range=1, output_range=1,
+                needs_params={}, state_dict_key=None, seed=seed,
+                notes="rrdb_x4's weights under the original ESRGAN names (model.0, model.1.sub.N.RDBk.convm.0, "
+                      "model.1.sub.<N> = conv_body, model.3/6 = up convs, model.8 = HR conv, model.10 = last).",
+            ), old, x, ref, y32, {}
+
+
+class Waifu2xRun(nn.Module):
+    def __init__(self, model, pad, align, scale):
+        super().__init__()
+        self.model, self.pad, self.align, self.scale = model, pad, align, scale
+
+    def forward(self, x):
+        return waifu2x_run(self.model, x, self.pad, self.align, self.scale)
+
+
+def waifu2x_cases():
+    specs = [
+        # case,            model,                                     key,       scale, seed, (H, W)
+        ("upconv7", lambda: UpConv7(ch=(4, 8, 8, 16, 16, 8)), "upconv7", 2, 601, (9, 11)),
+        ("cunet_x2", lambda: CUNet(scale=2, d=8), "cunet2", 2, 602, (10, 7)),
+        ("cunet_x1", lambda: CUNet(scale=1, d=8), "cunet1", 1, 603, (6, 9)),
+    ]
+    for case, make, key, scale, seed, (h, w) in specs:
+        model = make()
+        randomize(model, seed, gain=1.0, bias_std=0.1)
+        sd = state_dict_f32(model)
+        pad, align = WAIFU2X_PAD[key]
+        x = make_input(seed, h, w)
+        ref, y32 = forward_pair(Waifu2xRun(model, pad, align, scale), x)
+        notes = (f"nunif layout, random weights with reduced widths. Input edge-replicated by {pad} px (plus "
+                 f"bottom/right to a multiple of {align}) as waifu2x-ncnn-vulkan does, output cropped to "
+                 f"{scale}x the input. No clamping (the ncnn graphs have none).")
+        if key.startswith("cunet"):
+            notes += (" CUNet: UNet1 (UNetConv, 2x2 s2 down conv, UNetConv with SE, 2x2 s2 up, crop-4 skip, conv, "
+                      "then k4 s2 p3 transposed conv for x2 or a 3x3 conv for x1), UNet2 (three levels, SE, crops "
+                      "4 and 16), z = crop(unet1, 20) + unet2(unet1). SE = x * sigmoid(conv2(relu(conv1(mean))))")
+        yield dict(
+            case=case, arch="upconv7" if key == "upconv7" else "cunet", layout="nunif",
+            checkpoint=f"{case}.pth", checkpoint_format="torch-zip", scale=scale,
+            hparams={"pre_padding": pad, "align": align},
+            input_range=1, output_range=1, needs_params={}, state_dict_key=None, notes=notes, seed=seed,
+        ), sd, x, ref, y32, {}
+
+
+def ncnn_cases():
+    """Models of the cases above re-created from their seeds and written as ncnn files (fp16 conv
+    weights like the released models; fp32 for one). References use the weights as stored."""
+    import ncnn_write
+
+    specs = [
+        # case,           make,                                          seed, scale, (H, W), pad/align, half
+        ("srvgg_x4_ncnn", lambda: SRVGGNetCompact(num_feat=8, num_conv=3, upscale=4), 401, 4, (11, 9), None, False),
+        ("rrdb_x4_ncnn", lambda: RRDBNet(scale=4, num_feat=8, num_block=2, num_grow_ch=4), 501, 4, (9, 11), None, True),
+        ("upconv7_ncnn", lambda: UpConv7(ch=(4, 8, 8, 16, 16, 8)), 601, 2, (9, 11), "upconv7", True),
+        ("cunet_x2_ncnn", lambda: CUNet(scale=2, d=8), 602, 2, (10, 7), "cunet2", True),
+    ]
+    for case, make, seed, scale, (h, w), pad_key, half in specs:
+        model = make()
+        randomize(model, seed, gain=1.0, bias_std=0.1)
+        sd = state_dict_f32(model)
+        if half:
+            sd = ncnn_write.half_rounded(sd, keep_fp32=lambda n: "seblock" in n)
+            model.load_state_dict(sd, strict=True)
+        if case.startswith("srvgg"):
+            net = ncnn_write.srvgg(sd, scale, half)
+        elif case.startswith("rrdb"):
+            net = ncnn_write.rrdb(sd, 2, half)
+        elif case.startswith("upconv7"):
+            net = ncnn_write.upconv7(sd, half)
+        else:
+            net = ncnn_write.cunet(sd, 2, half)
+        net.write(os.path.join(_OUT, f"{case}.param"), os.path.join(_OUT, f"{case}.bin"))
+        x = make_input(seed, h, w)
+        run = model if pad_key is None else Waifu2xRun(model, *WAIFU2X_PAD[pad_key], scale)
+        ref, y32 = forward_pair(run, x)
+        yield dict(
+            case=case, arch=case.split("_")[0], layout="ncnn", checkpoint=f"{case}.param",
+            checkpoint_format="ncnn-fp16" if half else "ncnn-fp32", scale=scale, hparams={},
+            input_range=1, output_range=1, needs_params={}, state_dict_key=None, seed=seed,
+            notes="Written by tools/ncnn_write.py from the random weights of the case of the same seed, laid out as "
+                  "the released ncnn models are; " + ("conv weights fp16 (the reference uses the fp16-rounded "
+                  "weights; SE InnerProduct weights stay fp32)" if half else "all weights fp32 (tag 0)") + ".",
+        ), None, x, ref, y32, {}
+
+
+def keras_weights(rng, layers):
+    """Random Keras conv weights {name: {kernel: HWIO, bias}} for [(name, k, cin, cout)]."""
+    w = {}
+    for name, k, cin, cout in layers:
+        w[name] = {"kernel": (rng.standard_normal((k, k, cin, cout)) / math.sqrt(k * k * cin)).astype(np.float32),
+                   "bias": (rng.standard_normal(cout) * 0.1).astype(np.float32)}
+    return w
+
+
+def rdn_layers(C, D, G, G0, scale, shuffle, up=(8, 4)):
+    L = [("F_m1", 3, 3, G0), ("F_0", 3, G0, G0)]
+    for d in range(1, D + 1):
+        for c in range(1, C + 1):
+            L.append((f"F_{d}_{c}", 3, G0 + (c - 1) * G, G))
+        L.append((f"LFF_{d}", 1, G0 + C * G, G0))
+    L += [("GFF_1", 1, D * G0, G0), ("GFF_2", 3, G0, G0), ("UPN1", 5, G0, up[0]), ("UPN2", 3, up[0], up[1]),
+          ("UPN3", 3, up[1], 3 * scale * scale), ("SR", 3, 3 if shuffle else 3 * scale * scale, 3)]
+    return L
+
+
+def rrdn_layers(C, D, T, G, G0, scale):
+    L = [("Pre_blocks_conv", 3, 3, G0)]
+    for t in range(1, T + 1):
+        for d in range(1, D + 1):
+            for c in range(1, C + 1):
+                L.append((f"F_{t}_{d}_{c}", 3, G0 + (c - 1) * G, G))
+            L.append((f"LFF_{t}_{d}", 3, G0 + C * G, G0))
+    L += [("post_blocks_conv", 3, G0, G0), ("PreShuffle", 3, G0, 3 * scale * scale), ("SR", 3, 3, 3)]
+    return L
+
+
+def write_h5(path, w):
+    """A Keras HDF5 full-model-style weight file: model_weights/<layer>/<layer>/{kernel,bias}:0."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [n.encode() for n in w]
+        for n, t in w.items():
+            lg = g.create_group(n)
+            lg.attrs["weight_names"] = [f"{n}/kernel:0".encode(), f"{n}/bias:0".encode()]
+            lg.create_dataset(f"{n}/kernel:0", data=t["kernel"])
+            lg.create_dataset(f"{n}/bias:0", data=t["bias"])
+
+
+def write_tfjs_uint8(dirpath, w):
+    """A TF.js layers model with every weight uint8-quantised per tensor; returns the dequantised
+    weights (what a reader must recover)."""
+    manifest, shard, deq = [], b"", {}
+    for n, t in w.items():
+        deq[n] = {}
+        for leaf in ("kernel", "bias"):
+            a = t[leaf].astype(np.float64)
+            lo, hi = float(a.min()), float(a.max())
+            scale = (hi - lo) / 255.0 if hi > lo else 1.0
+            q = np.clip(np.round((a - lo) / scale), 0, 255).astype(np.uint8)
+            shard += q.tobytes()
+            manifest.append({"name": f"{n}/{leaf}", "shape": list(a.shape), "dtype": "float32",
+                             "quantization": {"dtype": "uint8", "scale": scale, "min": lo}})
+            deq[n][leaf] = (q.astype(np.float64) * scale + lo).astype(np.float32)
+    with open(os.path.join(dirpath, "group1-shard1of1.bin"), "wb") as f:
+        f.write(shard)
+    with open(os.path.join(dirpath, "model.json"), "w") as f:
+        json.dump({"format": "layers-model", "modelTopology": {},
+                   "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": manifest}]}, f)
+    return deq
+
+
+def keras_cases():
+    """idealo RDN / RRDN: random Keras weights written as .h5 or uint8 TF.js, converted by
+    tools/convert_keras.py (the committed checkpoint), reference by the numpy Keras semantics of
+    tools/keras_ref.py on the weights Keras would hold (dequantised for TF.js)."""
+    import convert_keras
+    import keras_ref
+
+    specs = [
+        # case,          kind,  params,                                                   fmt,    seed, (H, W)
+        ("rdn_x2", "rdn", dict(C=2, D=3, G=4, G0=6, scale=2, shuffle=False), "h5", 701, (9, 11)),
+        ("rdn_x3_shuffle", "rdn", dict(C=3, D=2, G=5, G0=4, scale=3, shuffle=True), "h5", 702, (8, 7)),
+        ("rrdn_x4", "rrdn", dict(C=3, D=2, T=2, G=4, G0=6, scale=4), "tfjs", 703, (7, 9)),
+    ]
+    for case, kind, p, fmt, seed, (h, w_) in specs:
+        rng = np.random.default_rng(seed)
+        if kind == "rdn":
+            layers = rdn_layers(p["C"], p["D"], p["G"], p["G0"], p["scale"], p["shuffle"])
+        else:
+            layers = rrdn_layers(p["C"], p["D"], p["T"], p["G"], p["G0"], p["scale"])
+        w = keras_weights(rng, layers)
+        with tempfile.TemporaryDirectory() as tmp:
+            if fmt == "h5":
+                src = os.path.join(tmp, "model.h5")
+                write_h5(src, w)
+            else:
+                src = os.path.join(tmp, "model.json")
+                w = write_tfjs_uint8(tmp, w)
+            tensors, shuffled = convert_keras.convert(src)
+        ckpt = f"{case}.keras.safetensors"
+        convert_keras.write_state_dict(os.path.join(_OUT, ckpt), tensors,
+                                       {"source": f"random {fmt}", "converted_by": "tools/convert_keras.py"})
+        x = make_input(seed, h, w_)
+        y = keras_ref.forward(x[0].permute(1, 2, 0).double().numpy(), w)
+        y32 = keras_ref.forward(x[0].permute(1, 2, 0).numpy().astype(np.float32), w)
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))[None].astype(np.float32))  # noqa
+        notes = (f"idealo {kind.upper()} with random weights (Keras layer names, HWIO kernels), written as "
+                 f"{'a Keras .h5' if fmt == 'h5' else 'a TF.js model with uint8-quantised weights (q*scale+min)'} "
+                 "and converted by tools/convert_keras.py; reference: numpy Keras semantics (tools/keras_ref.py, "
+                 "float64) on the weights Keras holds.")
+        if shuffled:
+            notes += f" {shuffled} channels permuted from depth_to_space to pixel_shuffle order by the converter."
+        yield dict(
+            case=case, arch=kind, layout="idealo", checkpoint=ckpt, checkpoint_format=f"safetensors-from-{fmt}",
+            scale=p["scale"], hparams=p, input_range=1, output_range=1, needs_params={}, state_dict_key=None,
+            notes=notes, seed=seed,
+        ), None, x, to_t(y), to_t(y32), {}
+
+
 # --------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------
@@ -332,7 +593,8 @@ def generate(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(0)  # nothing should draw from the global RNG; belt and braces
     manifest = []
-    for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases, cli_png_cases):
+    for gen in (edsr_basicsr_cases, edsr_pytorch_cases, mdsr_cases, srvgg_cases, cli_png_cases, rrdb_cases,
+                waifu2x_cases, ncnn_cases, keras_cases):
         for entry, ckpt, x, ref, y32, opts in gen():
             if ckpt is not None:
                 path = os.path.join(out_dir, entry["checkpoint"])

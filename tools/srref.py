@@ -7,6 +7,14 @@ Model definitions written from a reading of the official sources:
 * EDSR-PyTorch ``src/model/edsr.py``, ``src/model/mdsr.py``, ``src/model/common.py``
   (``MeanShift``, ``ResBlock``, ``Upsampler``, ``default_conv``)
 * Real-ESRGAN ``realesrgan/archs/srvgg_arch.py`` (``SRVGGNetCompact``)
+* BasicSR ``basicsr/archs/rrdbnet_arch.py`` (``RRDBNet``, ``RRDB``, ``ResidualDenseBlock``) and
+  Real-ESRGAN ``realesrgan/utils.py`` (``RealESRGANer.pre_process``: reflect padding to a multiple
+  of the unshuffle factor for the x2/x1 models)
+* nunif ``waifu2x/models/upconv_7.py`` (``UpConv7``), ``waifu2x/models/cunet.py`` (``UNetConv``,
+  ``UNet1``, ``UNet2``, ``CUNet``, ``UpCUNet``) and ``nunif/modules/se_block.py``; as in the ncnn
+  graphs of waifu2x-ncnn-vulkan, UNet1's output is not clamped before UNet2 and nothing is clamped
+  at the end (nunif clamps both). ``waifu2x_run`` pads like waifu2x-ncnn-vulkan (edge replicate,
+  plus bottom/right to the model's alignment)
 
 Attribute names and container layouts are chosen so that ``state_dict()`` keys and
 shapes are exactly those of the official modules (the real
@@ -236,6 +244,207 @@ class SRVGGNetCompact(nn.Module):
             out = layer(out)
         out = self.upsampler(out)
         return out + F.interpolate(x, scale_factor=self.upscale, mode="nearest")
+
+
+# --------------------------------------------------------------------------
+# BasicSR layout: RRDBNet (ESRGAN, Real-ESRGAN x4plus / x2plus)
+# --------------------------------------------------------------------------
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five 3x3 convs with dense connections; x + 0.2 * conv5(cat(x, x1..x4))."""
+
+    def __init__(self, num_feat=64, num_grow_ch=32):
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_feat, num_grow_ch, 3, 1, 1)
+        self.conv2 = nn.Conv2d(num_feat + num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv3 = nn.Conv2d(num_feat + 2 * num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv4 = nn.Conv2d(num_feat + 3 * num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
+
+    def forward(self, x):
+        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        x1 = act(self.conv1(x))
+        x2 = act(self.conv2(torch.cat((x, x1), 1)))
+        x3 = act(self.conv3(torch.cat((x, x1, x2), 1)))
+        x4 = act(self.conv4(torch.cat((x, x1, x2, x3), 1)))
+        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        return x5 * 0.2 + x
+
+
+class RRDB(nn.Module):
+    def __init__(self, num_feat, num_grow_ch=32):
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
+
+    def forward(self, x):
+        return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
+
+
+class RRDBNet(nn.Module):
+    """BasicSR RRDBNet. Input [0,1]. scale 2 / 1 pixel-unshuffle the input by 2 / 4 first."""
+
+    def __init__(self, num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32):
+        super().__init__()
+        self.scale = scale
+        if scale == 2:
+            num_in_ch *= 4
+        elif scale == 1:
+            num_in_ch *= 16
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
+        self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+
+    def forward(self, x):
+        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        if self.scale == 2:
+            feat = F.pixel_unshuffle(x, 2)
+        elif self.scale == 1:
+            feat = F.pixel_unshuffle(x, 4)
+        else:
+            feat = x
+        feat = self.conv_first(feat)
+        feat = feat + self.conv_body(self.body(feat))
+        feat = act(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        feat = act(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        return self.conv_last(act(self.conv_hr(feat)))
+
+
+def realesrgan_run(model, x, scale):
+    """RealESRGANer's padding for the unshuffle models: reflect-pad bottom/right to a multiple of
+    2 (x2) or 4 (x1), run, crop the output back to scale * size."""
+    mod = {2: 2, 1: 4}.get(scale, 1)
+    h, w = x.shape[2], x.shape[3]
+    ph, pw = (-h) % mod, (-w) % mod
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    y = model(x)
+    return y[:, :, : h * scale, : w * scale]
+
+
+# --------------------------------------------------------------------------
+# nunif layout: waifu2x UpConv7 and CUNet / UpCUNet
+# --------------------------------------------------------------------------
+
+
+class UpConv7(nn.Module):
+    """Six valid 3x3 convs + LeakyReLU(0.1), ConvTranspose2d(k4, s2, p3). ``ch`` are the conv widths."""
+
+    def __init__(self, ch=(16, 32, 64, 128, 128, 256)):
+        super().__init__()
+        layers, c = [], 3
+        for o in ch:
+            layers += [nn.Conv2d(c, o, 3, 1, 0), nn.LeakyReLU(0.1)]
+            c = o
+        layers.append(nn.ConvTranspose2d(c, 3, 4, 2, 3))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SEBlock(nn.Module):
+    def __init__(self, c, reduction=8):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c // reduction, 1, 1, 0, bias=True)
+        self.conv2 = nn.Conv2d(c // reduction, c, 1, 1, 0, bias=True)
+
+    def forward(self, x):
+        z = F.adaptive_avg_pool2d(x, 1)
+        z = torch.sigmoid(self.conv2(F.relu(self.conv1(z))))
+        return x * z
+
+
+class UNetConv(nn.Module):
+    def __init__(self, cin, mid, out, se):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(cin, mid, 3, 1, 0), nn.LeakyReLU(0.1),
+                                  nn.Conv2d(mid, out, 3, 1, 0), nn.LeakyReLU(0.1))
+        self.seblock = SEBlock(out) if se else None
+
+    def forward(self, x):
+        z = self.conv(x)
+        return self.seblock(z) if self.seblock is not None else z
+
+
+class UNet1(nn.Module):
+    """``d`` divides nunif's channel counts (1 = the real model)."""
+
+    def __init__(self, deconv, d=1):
+        super().__init__()
+        a, b, c = 32 // d, 64 // d, 128 // d
+        self.conv1 = UNetConv(3, a, b, se=False)
+        self.conv1_down = nn.Conv2d(b, b, 2, 2, 0)
+        self.conv2 = UNetConv(b, c, b, se=True)
+        self.conv2_up = nn.ConvTranspose2d(b, b, 2, 2, 0)
+        self.conv3 = nn.Conv2d(b, b, 3, 1, 0)
+        self.conv_bottom = nn.ConvTranspose2d(b, 3, 4, 2, 3) if deconv else nn.Conv2d(b, 3, 3, 1, 0)
+
+    def forward(self, x):
+        lr = lambda t: F.leaky_relu(t, 0.1)  # noqa: E731
+        x1 = self.conv1(x)
+        x2 = self.conv2(lr(self.conv1_down(x1)))
+        x2 = lr(self.conv2_up(x2))
+        x3 = lr(self.conv3(F.pad(x1, (-4, -4, -4, -4)) + x2))
+        return self.conv_bottom(x3)
+
+
+class UNet2(nn.Module):
+    def __init__(self, d=1):
+        super().__init__()
+        a, b, c, e = 32 // d, 64 // d, 128 // d, 256 // d
+        self.conv1 = UNetConv(3, a, b, se=False)
+        self.conv1_down = nn.Conv2d(b, b, 2, 2, 0)
+        self.conv2 = UNetConv(b, b, c, se=True)
+        self.conv2_down = nn.Conv2d(c, c, 2, 2, 0)
+        self.conv3 = UNetConv(c, e, c, se=True)
+        self.conv3_up = nn.ConvTranspose2d(c, c, 2, 2, 0)
+        self.conv4 = UNetConv(c, b, b, se=True)
+        self.conv4_up = nn.ConvTranspose2d(b, b, 2, 2, 0)
+        self.conv5 = nn.Conv2d(b, b, 3, 1, 0)
+        self.conv_bottom = nn.Conv2d(b, 3, 3, 1, 0)
+
+    def forward(self, x):
+        lr = lambda t: F.leaky_relu(t, 0.1)  # noqa: E731
+        x1 = self.conv1(x)
+        x2 = self.conv2(lr(self.conv1_down(x1)))
+        x3 = self.conv3(lr(self.conv2_down(x2)))
+        x3 = lr(self.conv3_up(x3))
+        x4 = self.conv4(F.pad(x2, (-4, -4, -4, -4)) + x3)
+        x4 = lr(self.conv4_up(x4))
+        x5 = lr(self.conv5(F.pad(x1, (-16, -16, -16, -16)) + x4))
+        return self.conv_bottom(x5)
+
+
+class CUNet(nn.Module):
+    """UpCUNet (scale 2) or CUNet (scale 1), without nunif's clamps (as the ncnn graphs)."""
+
+    def __init__(self, scale=2, d=1):
+        super().__init__()
+        self.unet1 = UNet1(deconv=scale == 2, d=d)
+        self.unet2 = UNet2(d=d)
+
+    def forward(self, x):
+        z1 = self.unet1(x)
+        return F.pad(z1, (-20, -20, -20, -20)) + self.unet2(z1)
+
+
+# waifu2x-ncnn-vulkan's pre-padding and alignment per model
+WAIFU2X_PAD = {"upconv7": (7, 1), "cunet2": (18, 2), "cunet1": (28, 4)}
+
+
+def waifu2x_run(model, x, pad, align, scale):
+    """Edge-replicate pad by ``pad`` (plus bottom/right to a multiple of ``align``), run, crop."""
+    h, w = x.shape[2], x.shape[3]
+    xp = F.pad(x, (pad, pad + (-w) % align, pad, pad + (-h) % align), mode="replicate")
+    y = model(xp)
+    return y[:, :, : h * scale, : w * scale]
 
 
 # --------------------------------------------------------------------------

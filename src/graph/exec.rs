@@ -2,14 +2,15 @@
 
 use super::ir::{Graph, Node};
 use super::plan::Plan;
-use crate::kernels::{attention, sample, shuffle};
+use crate::kernels::{attention, elementwise, sample, shuffle};
 use crate::tensor::{clear_border, AlignedVec, Layout};
 
-/// Activation buffers, grown on demand and kept across runs so steady-state inference allocates
-/// nothing.
+/// Activation buffers and scratch, grown on demand and kept across runs so steady-state
+/// inference allocates nothing.
 #[derive(Default, Debug)]
 pub struct Arena {
     slots: Vec<AlignedVec>,
+    scratch: AlignedVec,
 }
 
 impl Arena {
@@ -24,17 +25,18 @@ impl Arena {
         for (s, &len) in self.slots.iter_mut().zip(&plan.slot_len) {
             s.ensure_len(len);
         }
+        self.scratch.ensure_len(plan.scratch_len);
     }
 
     /// Bytes currently reserved.
     pub fn bytes(&self) -> usize {
-        self.slots.iter().map(|s| s.bytes()).sum()
+        self.slots.iter().map(|s| s.bytes()).sum::<usize>() + self.scratch.bytes()
     }
 }
 
 impl Graph {
     /// Run a single-input graph: `fill` writes the input value's interior (its border is already
-    /// zero), `read` receives the first output.
+    /// zero), `read` receives the (first) output value.
     pub fn run<R>(
         &self,
         plan: &Plan,
@@ -73,8 +75,11 @@ impl Graph {
     ) {
         arena.prepare(plan);
         let ptrs: Vec<*mut f32> = arena.slots.iter_mut().map(|s| s.as_mut_ptr()).collect();
-        let view = |v: usize| (ptrs[plan.slot_of[v]], plan.layouts[v]);
-        let cview = |v: usize| (ptrs[plan.slot_of[v]] as *const f32, plan.layouts[v]);
+        let scratch = arena.scratch.as_mut_ptr();
+        // SAFETY (for every `add` below): offsets are channel offsets inside the root's pixel,
+        // and the slot holds the root's whole layout.
+        let view = |v: usize| (unsafe { ptrs[plan.slot_of[v]].add(plan.offset_of[v]) }, plan.layouts[v]);
+        let root_layout = |v: usize| Layout { c: self.channels(v), ..plan.layouts[v] };
         for (i, &v) in self.inputs().iter().enumerate() {
             let (p, l) = view(v);
             // SAFETY: the slot holds at least l.len() floats (Arena::prepare); inputs have
@@ -83,59 +88,142 @@ impl Graph {
             clear_border(buf, &l);
             fill(i, buf, &l);
         }
-        for node in self.nodes() {
+        for (i, node) in self.nodes().iter().enumerate() {
+            for &r in &plan.clear_before[i] {
+                let l = root_layout(r);
+                // SAFETY: `r` is a root: its slot holds its whole layout, and no node is running.
+                unsafe { clear_border(std::slice::from_raw_parts_mut(ptrs[plan.slot_of[r]], l.len()), &l) };
+            }
             let (yp, yl) = view(node.output());
-            // SAFETY: as above; the plan never gives a node's output the slot of a value the node
-            // reads, except a residual with an identical layout, which the conv kernels support.
-            unsafe { clear_border(std::slice::from_raw_parts_mut(yp, yl.len()), &yl) };
-            // SAFETY (all kernel calls below): pointers address slots sized by the plan for these
-            // layouts, outputs do not overlap inputs (other than the in-place residual), and the
-            // plan gives every conv input a border at least the conv's padding.
-            unsafe {
-                match node {
-                    Node::Conv { x, conv, res, .. } => {
-                        let (xp, xl) = cview(*x);
-                        let res = res.map(|(r, s)| (cview(r), s));
-                        conv.run_raw(xp, &xl, yp, &yl, res.as_ref().map(|((p, l), s)| (*p, l, *s)));
-                    }
-                    Node::DeformConv { x, off, conv, res, .. } => {
-                        let (xp, xl) = cview(*x);
-                        let (op, ol) = cview(*off);
-                        let res = res.map(|(r, s)| (cview(r), s));
-                        conv.run_raw(xp, &xl, op, &ol, yp, &yl, res.as_ref().map(|((p, l), s)| (*p, l, *s)));
-                    }
-                    Node::Shuffle { x, skip, r, .. } => {
-                        let (xp, xl) = cview(*x);
-                        let skip = skip.map(cview);
-                        shuffle::run_raw(xp, &xl, skip.as_ref().map(|(p, l)| (*p, l)), yp, &yl, *r);
-                    }
-                    Node::Upsample { x, factor, mult, .. } => {
-                        let (xp, xl) = cview(*x);
-                        sample::bilinear_raw(xp, &xl, yp, &yl, *factor, *mult);
-                    }
-                    Node::Pool { x, kind, k, stride, pad, .. } => {
-                        let (xp, xl) = cview(*x);
-                        sample::pool_raw(xp, &xl, yp, &yl, *kind, *k, *stride, *pad);
-                    }
-                    Node::Concat { xs, .. } => {
-                        let xs: Vec<_> = xs.iter().map(|&v| cview(v)).collect();
-                        attention::concat_raw(&xs, yp, &yl);
-                    }
-                    Node::TemporalAttention { embs, reference, feats, .. } => {
-                        let embs: Vec<_> = embs.iter().map(|&v| cview(v)).collect();
-                        let feats: Vec<_> = feats.iter().map(|&v| cview(v)).collect();
-                        attention::temporal_attention_raw(&embs, cview(*reference), &feats, yp, &yl);
-                    }
-                    Node::TsaCombine { feat, attn, add, .. } => {
-                        attention::tsa_combine_raw(cview(*feat), cview(*attn), cview(*add), yp, &yl);
-                    }
-                    Node::Add { a, b, .. } => attention::add_raw(cview(*a), cview(*b), yp, &yl),
+            // SAFETY (all arms): pointers address views inside slots sized by the plan for these
+            // layouts; the plan never gives a node's output the buffer of a value the node reads,
+            // except an in-place candidate with an identical layout and position, which the
+            // kernels support; convolution inputs have borders at least their padding.
+            match node {
+                Node::Conv { x, conv, res, res2, .. } => {
+                    let (xp, xl) = view(*x);
+                    let res = res.map(|(r, s)| {
+                        let (rp, rl) = view(r);
+                        (rp as *const f32, rl, s)
+                    });
+                    let res2 = res2.map(|(r, s)| {
+                        let (rp, rl) = view(r);
+                        (rp as *const f32, rl, s)
+                    });
+                    unsafe {
+                        conv.run_raw(
+                            xp,
+                            &xl,
+                            yp,
+                            &yl,
+                            res.as_ref().map(|(p, l, s)| (*p, l, *s)),
+                            res2.as_ref().map(|(p, l, s)| (*p, l, *s)),
+                        )
+                    };
+                }
+                Node::Shuffle { x, skip, r, .. } => {
+                    let (xp, xl) = view(*x);
+                    let skip = skip.map(&view);
+                    unsafe {
+                        shuffle::run_raw(
+                            xp,
+                            &xl,
+                            skip.as_ref().map(|(p, l)| (*p as *const f32, l)),
+                            yp,
+                            &yl,
+                            *r,
+                        )
+                    };
+                }
+                Node::Unshuffle { x, r, .. } => {
+                    let (xp, xl) = view(*x);
+                    unsafe { shuffle::unshuffle_raw(xp, &xl, yp, &yl, *r) };
+                }
+                Node::Upsample { x, r, .. } => {
+                    let (xp, xl) = view(*x);
+                    unsafe { shuffle::upsample_nearest_raw(xp, &xl, yp, &yl, *r) };
+                }
+                Node::Deconv { x, deconv, .. } => {
+                    let (xp, xl) = view(*x);
+                    unsafe { deconv.run_raw(xp, &xl, yp, &yl, scratch) };
+                }
+                Node::CropAdd { a, top, left, b, .. } => {
+                    let (ap, al) = view(*a);
+                    let b = b.map(&view);
+                    unsafe {
+                        elementwise::crop_add_raw(
+                            ap,
+                            &al,
+                            *top,
+                            *left,
+                            b.as_ref().map(|(p, l)| (*p as *const f32, l)),
+                            yp,
+                            &yl,
+                        )
+                    };
+                }
+                Node::Se { x, se, .. } => {
+                    let (xp, xl) = view(*x);
+                    unsafe { se.run_raw(xp, &xl, yp, &yl) };
+                }
+                Node::DeformConv { x, off, conv, res, .. } => {
+                    let (xp, xl) = view(*x);
+                    let (op, ol) = view(*off);
+                    let res = res.map(|(r, s)| {
+                        let (rp, rl) = view(r);
+                        (rp as *const f32, rl, s)
+                    });
+                    unsafe {
+                        conv.run_raw(xp, &xl, op, &ol, yp, &yl, res.as_ref().map(|(p, l, s)| (*p, l, *s)))
+                    };
+                }
+                Node::Bilinear { x, factor, mult, .. } => {
+                    let (xp, xl) = view(*x);
+                    unsafe { sample::bilinear_raw(xp, &xl, yp, &yl, *factor, *mult) };
+                }
+                Node::Pool { x, kind, k, stride, pad, .. } => {
+                    let (xp, xl) = view(*x);
+                    unsafe { sample::pool_raw(xp, &xl, yp, &yl, *kind, *k, *stride, *pad) };
+                }
+                Node::Concat { xs, .. } => {
+                    let xs: Vec<_> = xs
+                        .iter()
+                        .map(|&v| {
+                            let (p, l) = view(v);
+                            (p as *const f32, l)
+                        })
+                        .collect();
+                    unsafe { attention::concat_raw(&xs, yp, &yl) };
+                }
+                Node::TemporalAttention { embs, reference, feats, .. } => {
+                    let c = |v: usize| {
+                        let (p, l) = view(v);
+                        (p as *const f32, l)
+                    };
+                    let embs: Vec<_> = embs.iter().map(|&v| c(v)).collect();
+                    let feats: Vec<_> = feats.iter().map(|&v| c(v)).collect();
+                    unsafe { attention::temporal_attention_raw(&embs, c(*reference), &feats, yp, &yl) };
+                }
+                Node::TsaCombine { feat, attn, add, .. } => {
+                    let c = |v: usize| {
+                        let (p, l) = view(v);
+                        (p as *const f32, l)
+                    };
+                    unsafe { attention::tsa_combine_raw(c(*feat), c(*attn), c(*add), yp, &yl) };
+                }
+                Node::Add { a, b, .. } => {
+                    let c = |v: usize| {
+                        let (p, l) = view(v);
+                        (p as *const f32, l)
+                    };
+                    unsafe { attention::add_raw(c(*a), c(*b), yp, &yl) };
                 }
             }
         }
         for (o, v) in self.outputs().into_iter().enumerate() {
-            let (p, l) = cview(v);
-            // SAFETY: the output slot holds l.len() floats; no mutable reference is alive.
+            let (p, l) = view(v);
+            // SAFETY: an output slot holds l.len() floats from p (a root: offset 0); no mutable
+            // reference is alive.
             read(o, unsafe { std::slice::from_raw_parts(p, l.len()) }, &l);
         }
     }

@@ -1,26 +1,56 @@
 //! Graph nodes and their static properties (shapes, receptive field, cost).
+//!
+//! Values are activations. A value is either a *root* with a buffer of its own, or a *view*:
+//! channels `offset..offset + c` of a root's buffer. Views are how dense concatenation costs
+//! nothing: the `x, x1, x2, ...` of a residual dense block are written side by side into one
+//! buffer, each convolution writing its channel slice and reading the prefix it needs. Every
+//! node writes exactly one value (a new root, or a view no node has written yet); a root created
+//! with [`Graph::buffer`] is written only through its views.
 
 use crate::kernels::conv::Conv2d;
+use crate::kernels::deconv::Deconv2d;
 use crate::kernels::deform::DeformConv2d;
 use crate::kernels::sample::{pool_out, PoolKind};
+use crate::kernels::se::SqueezeExcite;
 
 /// Index of a value (an activation tensor) in a [`Graph`].
 pub type ValueId = usize;
 
+/// Where a view's channels live: `offset..offset + channels` of `root`'s buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    pub root: ValueId,
+    pub offset: usize,
+}
+
 /// One operation. Every node writes exactly one new value.
 #[derive(Clone, Debug)]
 pub enum Node {
-    /// `y = act(conv(x) + bias)`, then `y = res + scale·y` when `res` is set.
-    Conv { x: ValueId, y: ValueId, conv: Conv2d, res: Option<(ValueId, f32)> },
+    /// `y = act(conv(x) + bias)`, then `y = res + scale·y` when `res` is set, then
+    /// `y = res2 + scale2·y` when `res2` is set.
+    Conv { x: ValueId, y: ValueId, conv: Conv2d, res: Option<(ValueId, f32)>, res2: Option<(ValueId, f32)> },
     /// `y = pixel_shuffle(x, r)`, plus `nearest_upsample(skip, r)` when `skip` is set.
     Shuffle { x: ValueId, skip: Option<ValueId>, y: ValueId, r: usize },
-    /// Deformable convolution of `x` with offsets (and mask logits) read from `off`.
+    /// `y = pixel_unshuffle(x, r)`.
+    Unshuffle { x: ValueId, y: ValueId, r: usize },
+    /// `y = nearest_upsample(x, r)`.
+    Upsample { x: ValueId, y: ValueId, r: usize },
+    /// `y = act(conv_transpose(x) + bias)`.
+    Deconv { x: ValueId, y: ValueId, deconv: Deconv2d },
+    /// `y = a[top.., left..] + b`, where `a` is `b` grown by `top` rows and `left` columns on each
+    /// side (PyTorch `F.pad(a, (-left, -left, -top, -top)) + b`), or the plain crop when `b` is
+    /// `None` (then `size` gives the output size).
+    CropAdd { a: ValueId, top: usize, left: usize, b: Option<ValueId>, size: (usize, usize), y: ValueId },
+    /// `y = x · sigmoid(W2·relu(W1·mean(x) + b1) + b2)` (squeeze-and-excitation).
+    Se { x: ValueId, y: ValueId, se: SqueezeExcite },
+    /// Deformable convolution of `x` with offsets (and mask logits) read from `off`, then
+    /// `y = res + scale·y` when `res` is set.
     DeformConv { x: ValueId, off: ValueId, y: ValueId, conv: DeformConv2d, res: Option<(ValueId, f32)> },
     /// `y = mult · bilinear_upsample(x, factor)` (align_corners=False).
-    Upsample { x: ValueId, y: ValueId, factor: usize, mult: f32 },
+    Bilinear { x: ValueId, y: ValueId, factor: usize, mult: f32 },
     /// Max or average pooling (average counts padding).
     Pool { x: ValueId, y: ValueId, kind: PoolKind, k: usize, stride: usize, pad: usize },
-    /// Channel concatenation (a copy).
+    /// Channel concatenation of values in different buffers (a copy).
     Concat { xs: Vec<ValueId>, y: ValueId },
     /// `y = cat_t(feats[t] · sigmoid(Σ_c embs[t]·reference))` (TSA temporal attention).
     TemporalAttention { embs: Vec<ValueId>, reference: ValueId, feats: Vec<ValueId>, y: ValueId },
@@ -35,8 +65,13 @@ impl Node {
         match self {
             Node::Conv { y, .. }
             | Node::Shuffle { y, .. }
-            | Node::DeformConv { y, .. }
+            | Node::Unshuffle { y, .. }
             | Node::Upsample { y, .. }
+            | Node::Deconv { y, .. }
+            | Node::CropAdd { y, .. }
+            | Node::Se { y, .. }
+            | Node::DeformConv { y, .. }
+            | Node::Bilinear { y, .. }
             | Node::Pool { y, .. }
             | Node::Concat { y, .. }
             | Node::TemporalAttention { y, .. }
@@ -48,10 +83,19 @@ impl Node {
     /// Values this node reads.
     pub fn inputs(&self) -> Vec<ValueId> {
         match self {
-            Node::Conv { x, res, .. } => std::iter::once(*x).chain(res.map(|r| r.0)).collect(),
+            Node::Conv { x, res, res2, .. } => {
+                std::iter::once(*x).chain(res.map(|r| r.0)).chain(res2.map(|r| r.0)).collect()
+            }
             Node::Shuffle { x, skip, .. } => std::iter::once(*x).chain(*skip).collect(),
+            Node::Unshuffle { x, .. }
+            | Node::Upsample { x, .. }
+            | Node::Deconv { x, .. }
+            | Node::Se { x, .. } => {
+                vec![*x]
+            }
+            Node::CropAdd { a, b, .. } => std::iter::once(*a).chain(*b).collect(),
             Node::DeformConv { x, off, res, .. } => [*x, *off].into_iter().chain(res.map(|r| r.0)).collect(),
-            Node::Upsample { x, .. } | Node::Pool { x, .. } => vec![*x],
+            Node::Bilinear { x, .. } | Node::Pool { x, .. } => vec![*x],
             Node::Concat { xs, .. } => xs.clone(),
             Node::TemporalAttention { embs, reference, feats, .. } => {
                 embs.iter().chain(std::iter::once(reference)).chain(feats).copied().collect()
@@ -61,36 +105,60 @@ impl Node {
         }
     }
 
-    /// The residual input this node may overwrite in place, if any.
-    pub fn residual(&self) -> Option<ValueId> {
+    /// Inputs the output may be written over in place when they die at this node (same layout
+    /// and position in their buffer): the kernels read each such element before writing it.
+    pub fn in_place_candidates(&self) -> Vec<ValueId> {
         match self {
-            Node::Conv { res, .. } | Node::DeformConv { res, .. } => res.map(|r| r.0),
-            _ => None,
+            Node::Conv { res, res2, .. } => res.map(|r| r.0).into_iter().chain(res2.map(|r| r.0)).collect(),
+            Node::CropAdd { b: Some(b), .. } => vec![*b],
+            Node::Se { x, .. } => vec![*x],
+            Node::DeformConv { res, .. } => res.map(|r| r.0).into_iter().collect(),
+            Node::Add { a, b, .. } => vec![*a, *b],
+            _ => Vec::new(),
         }
     }
 }
 
-/// A static graph with one or more input and output values.
+/// Size relation between a graph's input and output, found from its shapes (see
+/// [`Graph::geometry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Output pixels per input pixel along each axis.
+    pub scale: usize,
+    /// Pixels the graph consumes on each side: an input of `n + 2·margin` pixels gives `scale·n`
+    /// output pixels (0 for "same"-padded networks; the pre-padding of valid-convolution networks
+    /// such as waifu2x, 7 for UpConv7).
+    pub margin: usize,
+    /// `n` (the input size less the margins) must be a multiple of this (networks that downsample
+    /// with strided convolutions need whole down-sampled pixels).
+    pub align: usize,
+}
+
+/// A static graph. Its first input is value 0; more inputs and several outputs are possible
+/// (video models feed cached per-frame features into a window graph).
 #[derive(Clone, Debug)]
 pub struct Graph {
     nodes: Vec<Node>,
     channels: Vec<usize>,
+    views: Vec<Option<View>>,
+    written: Vec<bool>,
     inputs: Vec<ValueId>,
-    outputs: Vec<ValueId>,
+    /// The value last written: the output unless outputs are declared.
+    output: ValueId,
+    declared_outputs: Vec<ValueId>,
 }
 
 impl Graph {
-    /// A graph whose first input has `in_channels` channels.
     pub fn new(in_channels: usize) -> Self {
-        Graph { nodes: Vec::new(), channels: vec![in_channels], inputs: vec![0], outputs: Vec::new() }
-    }
-
-    /// Another input value.
-    pub fn add_input(&mut self, channels: usize) -> ValueId {
-        self.channels.push(channels);
-        let v = self.channels.len() - 1;
-        self.inputs.push(v);
-        v
+        Graph {
+            nodes: Vec::new(),
+            channels: vec![in_channels],
+            views: vec![None],
+            written: vec![true],
+            inputs: vec![0],
+            output: 0,
+            declared_outputs: Vec::new(),
+        }
     }
 
     /// The first input.
@@ -102,22 +170,33 @@ impl Graph {
         &self.inputs
     }
 
-    /// Declare the outputs (by default the value of the last node).
+    /// Another input value (a root).
+    pub fn add_input(&mut self, channels: usize) -> ValueId {
+        self.channels.push(channels);
+        self.views.push(None);
+        self.written.push(true);
+        let v = self.channels.len() - 1;
+        self.inputs.push(v);
+        v
+    }
+
+    /// Declare the outputs (by default, the value the last node wrote).
     pub fn set_outputs(&mut self, outputs: &[ValueId]) {
-        self.outputs = outputs.to_vec();
+        assert!(outputs.iter().all(|&o| self.views[o].is_none()), "outputs must be roots");
+        self.declared_outputs = outputs.to_vec();
     }
 
     pub fn outputs(&self) -> Vec<ValueId> {
-        if self.outputs.is_empty() {
-            vec![self.nodes.last().map_or(self.inputs[0], |n| n.output())]
+        if self.declared_outputs.is_empty() {
+            vec![self.output]
         } else {
-            self.outputs.clone()
+            self.declared_outputs.clone()
         }
     }
 
     /// The first output.
     pub fn output(&self) -> ValueId {
-        self.outputs()[0]
+        self.declared_outputs.first().copied().unwrap_or(self.output)
     }
 
     pub fn nodes(&self) -> &[Node] {
@@ -132,84 +211,184 @@ impl Graph {
         self.channels.len()
     }
 
-    fn push(&mut self, c: usize, make: impl FnOnce(ValueId) -> Node) -> ValueId {
-        let y = self.channels.len();
-        self.channels.push(c);
+    /// The view a value is, `None` for a root.
+    pub fn view_of(&self, v: ValueId) -> Option<View> {
+        self.views[v]
+    }
+
+    /// The root whose buffer holds `v`, and the channel offset of `v` in it.
+    pub fn root_of(&self, v: ValueId) -> (ValueId, usize) {
+        self.views[v].map_or((v, 0), |w| (w.root, w.offset))
+    }
+
+    /// A root of `channels` channels that is written only through views ([`Graph::view`]).
+    pub fn buffer(&mut self, channels: usize) -> ValueId {
+        self.channels.push(channels);
+        self.views.push(None);
+        // Never written as a whole: its views are.
+        self.written.push(true);
+        self.channels.len() - 1
+    }
+
+    /// Channels `offset..offset + channels` of `parent` (a root or a view) as a value: a node can
+    /// write it (once) or read it.
+    pub fn view(&mut self, parent: ValueId, offset: usize, channels: usize) -> ValueId {
+        assert!(offset + channels <= self.channels[parent], "view outside its parent's channels");
+        let (root, base) = self.root_of(parent);
+        self.channels.push(channels);
+        self.views.push(Some(View { root, offset: base + offset }));
+        self.written.push(false);
+        self.channels.len() - 1
+    }
+
+    /// Make `y` the value `make` writes: a fresh root of `c` channels, or the given unwritten view.
+    fn push(&mut self, c: usize, into: Option<ValueId>, make: impl FnOnce(ValueId) -> Node) -> ValueId {
+        let y = match into {
+            Some(v) => {
+                assert_eq!(self.channels[v], c, "destination view channels");
+                assert!(self.views[v].is_some() && !self.written[v], "a node may only write a fresh view");
+                self.written[v] = true;
+                v
+            }
+            None => {
+                self.channels.push(c);
+                self.views.push(None);
+                self.written.push(true);
+                self.channels.len() - 1
+            }
+        };
         self.nodes.push(make(y));
+        self.output = y;
         y
     }
 
     /// Append a convolution reading `x`.
     pub fn conv(&mut self, x: ValueId, conv: Conv2d) -> ValueId {
-        assert_eq!(self.channels[x], conv.spec().cin, "conv input channels");
-        self.push(conv.spec().cout, |y| Node::Conv { x, y, conv, res: None })
+        self.conv_into(x, conv, None, None, None)
     }
 
     /// Append `res + scale·conv(x)`.
     pub fn conv_residual(&mut self, x: ValueId, conv: Conv2d, res: ValueId, scale: f32) -> ValueId {
+        self.conv_into(x, conv, Some((res, scale)), None, None)
+    }
+
+    /// The general convolution: `res2 + scale2·(res + scale·conv(x))` with optional residuals,
+    /// into a fresh root or into the unwritten view `into`.
+    pub fn conv_into(
+        &mut self,
+        x: ValueId,
+        conv: Conv2d,
+        res: Option<(ValueId, f32)>,
+        res2: Option<(ValueId, f32)>,
+        into: Option<ValueId>,
+    ) -> ValueId {
         assert_eq!(self.channels[x], conv.spec().cin, "conv input channels");
-        assert_eq!(self.channels[res], conv.spec().cout, "residual channels");
-        self.push(conv.spec().cout, |y| Node::Conv { x, y, conv, res: Some((res, scale)) })
+        let cout = conv.spec().cout;
+        for (r, _) in res.iter().chain(res2.iter()) {
+            assert_eq!(self.channels[*r], cout, "residual channels");
+        }
+        assert!(res2.is_none() || res.is_some(), "a second residual needs a first one");
+        self.push(cout, into, |y| Node::Conv { x, y, conv, res, res2 })
     }
 
     pub fn pixel_shuffle(&mut self, x: ValueId, r: usize) -> ValueId {
         let c = self.channels[x];
-        assert!(r > 0 && c % (r * r) == 0, "pixel shuffle of {c} channels by {r}");
-        self.push(c / (r * r), |y| Node::Shuffle { x, skip: None, y, r })
+        assert!(r > 0 && c.is_multiple_of(r * r), "pixel shuffle of {c} channels by {r}");
+        self.push(c / (r * r), None, |y| Node::Shuffle { x, skip: None, y, r })
     }
 
     /// `pixel_shuffle(x, r) + nearest_upsample(skip, r)`.
     pub fn shuffle_add_nearest(&mut self, x: ValueId, skip: ValueId, r: usize) -> ValueId {
         let c = self.channels[x];
-        assert!(r > 0 && c % (r * r) == 0 && self.channels[skip] == c / (r * r));
-        self.push(c / (r * r), |y| Node::Shuffle { x, skip: Some(skip), y, r })
+        assert!(r > 0 && c.is_multiple_of(r * r) && self.channels[skip] == c / (r * r));
+        self.push(c / (r * r), None, |y| Node::Shuffle { x, skip: Some(skip), y, r })
+    }
+
+    pub fn pixel_unshuffle(&mut self, x: ValueId, r: usize) -> ValueId {
+        assert!(r > 0);
+        let c = self.channels[x] * r * r;
+        self.push(c, None, |y| Node::Unshuffle { x, y, r })
+    }
+
+    pub fn upsample_nearest(&mut self, x: ValueId, r: usize) -> ValueId {
+        assert!(r > 0);
+        self.push(self.channels[x], None, |y| Node::Upsample { x, y, r })
+    }
+
+    /// Append a transposed convolution, into a fresh root or the unwritten view `into`.
+    pub fn deconv(&mut self, x: ValueId, deconv: Deconv2d, into: Option<ValueId>) -> ValueId {
+        assert_eq!(self.channels[x], deconv.spec().cin, "transposed conv input channels");
+        self.push(deconv.spec().cout, into, |y| Node::Deconv { x, y, deconv })
+    }
+
+    /// `a[top.., left..] + b`, `a` cropped to `b`'s size.
+    pub fn crop_add(&mut self, a: ValueId, top: usize, left: usize, b: ValueId) -> ValueId {
+        assert_eq!(self.channels[a], self.channels[b], "crop-add channels");
+        self.push(self.channels[b], None, |y| Node::CropAdd { a, top, left, b: Some(b), size: (0, 0), y })
+    }
+
+    /// `a[top..top + h, left..left + w]`.
+    pub fn crop(&mut self, a: ValueId, top: usize, left: usize, h: usize, w: usize) -> ValueId {
+        self.push(self.channels[a], None, |y| Node::CropAdd { a, top, left, b: None, size: (h, w), y })
+    }
+
+    /// Squeeze-and-excitation of `x`, into a fresh root or the unwritten view `into`.
+    pub fn se(&mut self, x: ValueId, se: SqueezeExcite, into: Option<ValueId>) -> ValueId {
+        assert_eq!(self.channels[x], se.c, "SE channels");
+        self.push(se.c, into, |y| Node::Se { x, y, se })
     }
 
     /// Deformable convolution of `x` with offsets from `off`.
     pub fn deform_conv(&mut self, x: ValueId, off: ValueId, conv: DeformConv2d) -> ValueId {
         assert_eq!(self.channels[x], conv.spec().cin, "deformable conv input channels");
         assert!(self.channels[off] >= conv.offset_channels(), "offset channels");
-        self.push(conv.spec().cout, |y| Node::DeformConv { x, off, y, conv, res: None })
+        self.push(conv.spec().cout, None, |y| Node::DeformConv { x, off, y, conv, res: None })
     }
 
     pub fn upsample_bilinear(&mut self, x: ValueId, factor: usize, mult: f32) -> ValueId {
         assert!(factor > 0);
-        let c = self.channels[x];
-        self.push(c, |y| Node::Upsample { x, y, factor, mult })
+        self.push(self.channels[x], None, |y| Node::Bilinear { x, y, factor, mult })
     }
 
     pub fn pool(&mut self, x: ValueId, kind: PoolKind, k: usize, stride: usize, pad: usize) -> ValueId {
         assert!(k > 0 && stride > 0 && pad < k);
-        let c = self.channels[x];
-        self.push(c, |y| Node::Pool { x, y, kind, k, stride, pad })
+        self.push(self.channels[x], None, |y| Node::Pool { x, y, kind, k, stride, pad })
     }
 
+    /// Concatenate values that live in different buffers (values in one buffer can instead be
+    /// read as a single view, see [`Graph::view`]).
     pub fn concat(&mut self, xs: &[ValueId]) -> ValueId {
         assert!(!xs.is_empty());
         let c = xs.iter().map(|&v| self.channels[v]).sum();
-        self.push(c, |y| Node::Concat { xs: xs.to_vec(), y })
+        self.push(c, None, |y| Node::Concat { xs: xs.to_vec(), y })
     }
 
     pub fn temporal_attention(&mut self, embs: &[ValueId], reference: ValueId, feats: &[ValueId]) -> ValueId {
         assert_eq!(embs.len(), feats.len());
         assert!(embs.iter().all(|&e| self.channels[e] == self.channels[reference]));
         let c = feats.iter().map(|&v| self.channels[v]).sum();
-        self.push(c, |y| Node::TemporalAttention { embs: embs.to_vec(), reference, feats: feats.to_vec(), y })
+        self.push(c, None, |y| Node::TemporalAttention {
+            embs: embs.to_vec(),
+            reference,
+            feats: feats.to_vec(),
+            y,
+        })
     }
 
     pub fn tsa_combine(&mut self, feat: ValueId, attn: ValueId, add: ValueId) -> ValueId {
         let c = self.channels[feat];
         assert!(self.channels[attn] == c && self.channels[add] == c);
-        self.push(c, |y| Node::TsaCombine { feat, attn, add, y })
+        self.push(c, None, |y| Node::TsaCombine { feat, attn, add, y })
     }
 
     pub fn add(&mut self, a: ValueId, b: ValueId) -> ValueId {
         let c = self.channels[a];
         assert_eq!(self.channels[b], c, "add channels");
-        self.push(c, |y| Node::Add { a, b, y })
+        self.push(c, None, |y| Node::Add { a, b, y })
     }
 
-    /// Spatial size of every value when every input is `h x w`; `None` if something does not fit.
+    /// Spatial size of every value when every input is `h x w`; `None` if a kernel does not fit
+    /// or a buffer's views disagree on its size.
     pub fn sizes(&self, h: usize, w: usize) -> Option<Vec<(usize, usize)>> {
         self.sizes_with(&vec![(h, w); self.inputs.len()])
     }
@@ -217,117 +396,294 @@ impl Graph {
     /// Spatial size of every value for the given input sizes (one per input, in order).
     pub fn sizes_with(&self, inputs: &[(usize, usize)]) -> Option<Vec<(usize, usize)>> {
         assert_eq!(inputs.len(), self.inputs.len(), "one size per input");
-        let mut s = vec![(0, 0); self.channels.len()];
+        let nv = self.channels.len();
+        let mut s = vec![(0, 0); nv];
         for (&v, &hw) in self.inputs.iter().zip(inputs) {
             s[v] = hw;
         }
+        let get = |s: &Vec<(usize, usize)>, v: ValueId| -> Option<(usize, usize)> {
+            let r = s[self.root_of(v).0];
+            (r != (0, 0)).then_some(r)
+        };
         for n in &self.nodes {
-            let same = |vs: &[ValueId]| -> Option<(usize, usize)> {
-                let first = s[vs[0]];
-                vs.iter().all(|&v| s[v] == first).then_some(first)
-            };
-            s[n.output()] = match n {
-                Node::Conv { x, conv, res, .. } => {
-                    let o = conv.spec().out_size(s[*x].0, s[*x].1)?;
-                    if res.is_some_and(|(r, _)| s[r] != o) {
+            let out = match n {
+                Node::Conv { x, conv, .. } => {
+                    let (xh, xw) = get(&s, *x)?;
+                    conv.spec().out_size(xh, xw)?
+                }
+                Node::Deconv { x, deconv, .. } => {
+                    let (xh, xw) = get(&s, *x)?;
+                    deconv.spec().out_size(xh, xw)?
+                }
+                Node::Shuffle { x, r, .. } | Node::Upsample { x, r, .. } => {
+                    let (xh, xw) = get(&s, *x)?;
+                    (xh * r, xw * r)
+                }
+                Node::Unshuffle { x, r, .. } => {
+                    let (xh, xw) = get(&s, *x)?;
+                    if xh % r != 0 || xw % r != 0 {
+                        return None;
+                    }
+                    (xh / r, xw / r)
+                }
+                Node::CropAdd { a, top, left, b, size, .. } => {
+                    let (ah, aw) = get(&s, *a)?;
+                    match b {
+                        Some(b) => {
+                            let (h, w) = get(&s, *b)?;
+                            if (ah, aw) != (h + 2 * top, w + 2 * left) {
+                                return None;
+                            }
+                            (h, w)
+                        }
+                        None => {
+                            if ah < size.0 + top || aw < size.1 + left {
+                                return None;
+                            }
+                            *size
+                        }
+                    }
+                }
+                Node::Se { x, .. } => get(&s, *x)?,
+                Node::DeformConv { x, off, res, conv, .. } => {
+                    let (xh, xw) = get(&s, *x)?;
+                    let o = conv.spec().out_size(xh, xw)?;
+                    if get(&s, *off)? != o || res.is_some_and(|(r, _)| get(&s, r) != Some(o)) {
                         return None;
                     }
                     o
                 }
-                Node::DeformConv { x, off, conv, res, .. } => {
-                    let o = conv.spec().out_size(s[*x].0, s[*x].1)?;
-                    if s[*off] != o || res.is_some_and(|(r, _)| s[r] != o) {
-                        return None;
-                    }
-                    o
+                Node::Bilinear { x, factor, .. } => {
+                    let (xh, xw) = get(&s, *x)?;
+                    (xh * factor, xw * factor)
                 }
-                Node::Shuffle { x, skip, r, .. } => {
-                    if skip.is_some_and(|k| s[k] != s[*x]) {
-                        return None;
-                    }
-                    (s[*x].0 * r, s[*x].1 * r)
-                }
-                Node::Upsample { x, factor, .. } => (s[*x].0 * factor, s[*x].1 * factor),
                 Node::Pool { x, k, stride, pad, .. } => {
-                    if s[*x].0 + 2 * pad < *k || s[*x].1 + 2 * pad < *k {
+                    let (xh, xw) = get(&s, *x)?;
+                    if xh + 2 * pad < *k || xw + 2 * pad < *k {
                         return None;
                     }
-                    (pool_out(s[*x].0, *k, *stride, *pad), pool_out(s[*x].1, *k, *stride, *pad))
+                    (pool_out(xh, *k, *stride, *pad), pool_out(xw, *k, *stride, *pad))
                 }
-                Node::Concat { xs, .. } => same(xs)?,
-                Node::TemporalAttention { embs, reference, feats, .. } => {
-                    let all: Vec<ValueId> =
-                        embs.iter().chain(std::iter::once(reference)).chain(feats).copied().collect();
-                    same(&all)?
+                Node::Concat { .. }
+                | Node::TemporalAttention { .. }
+                | Node::TsaCombine { .. }
+                | Node::Add { .. } => {
+                    let ins = n.inputs();
+                    let first = get(&s, ins[0])?;
+                    for &v in &ins {
+                        if get(&s, v)? != first {
+                            return None;
+                        }
+                    }
+                    first
                 }
-                Node::TsaCombine { feat, attn, add, .. } => same(&[*feat, *attn, *add])?,
-                Node::Add { a, b, .. } => same(&[*a, *b])?,
             };
-            if s[n.output()].0 == 0 || s[n.output()].1 == 0 {
+            if out.0 == 0 || out.1 == 0 {
                 return None;
             }
+            let root = self.root_of(n.output()).0;
+            if s[root] != (0, 0) && s[root] != out {
+                return None;
+            }
+            s[root] = out;
+            // Residuals and skips must match the output.
+            if let Node::Conv { res, res2, .. } = n {
+                for (r, _) in res.iter().chain(res2.iter()) {
+                    if get(&s, *r)? != out {
+                        return None;
+                    }
+                }
+            }
+            if let Node::Shuffle { x, skip: Some(sk), .. } = n {
+                if get(&s, *sk)? != get(&s, *x)? {
+                    return None;
+                }
+            }
+        }
+        for v in 0..nv {
+            s[v] = s[self.root_of(v).0];
         }
         Some(s)
     }
 
-    /// Radius, in input pixels, of the neighbourhood that an output pixel depends on, around the
-    /// input pixel it maps to (output pixel Y at scale s maps to input pixel floor(Y/s)). Tiles
-    /// that overlap by at least this much reproduce the untiled result exactly. `None` when it is
-    /// unbounded (deformable convolutions can sample anywhere).
-    pub fn finite_receptive_field(&self) -> Option<usize> {
-        let mut r: Vec<Option<usize>> = vec![None; self.channels.len()];
-        for o in self.outputs() {
-            r[o] = Some(0);
+    /// Scale, margin and alignment, from the sizes of inputs up to 256 pixels (`None` when no two
+    /// sizes fit or the output is not `scale·(n - 2·margin)`).
+    pub fn geometry(&self) -> Option<Geometry> {
+        let out = |n: usize| self.sizes(n, n).map(|s| s[self.output()].0);
+        let ok: Vec<(usize, usize)> = (1..=256).filter_map(|n| out(n).map(|o| (n, o))).collect();
+        let (&(n0, o0), &(n1, o1)) = (ok.first()?, ok.get(1)?);
+        if o1 <= o0 || (o1 - o0) % (n1 - n0) != 0 {
+            return None;
         }
-        let need = |v: ValueId, rad: usize, r: &mut Vec<Option<usize>>| {
-            r[v] = Some(r[v].map_or(rad, |old| old.max(rad)));
+        let scale = (o1 - o0) / (n1 - n0);
+        let align = ok.iter().skip(1).fold(0, |g, &(n, _)| gcd(g, n - n0));
+        if o0 % scale != 0 || n0 < o0 / scale || (n0 - o0 / scale) % 2 != 0 {
+            return None;
+        }
+        let margin = (n0 - o0 / scale) / 2;
+        let consistent = ok.iter().all(|&(n, o)| n >= 2 * margin && o == scale * (n - 2 * margin));
+        // Sizes less the margins must be exactly the multiples of `align` (from some minimum on).
+        let aligned = (n0 - 2 * margin) % align == 0 && ok.windows(2).all(|p| p[1].0 - p[0].0 == align);
+        (consistent && aligned).then_some(Geometry { scale, margin, align })
+    }
+
+    /// Whether every output pixel depends on a bounded neighbourhood of the input (false with
+    /// squeeze-and-excitation, whose gates pool the whole map, and with deformable convolutions,
+    /// which sample wherever their offsets point).
+    pub fn is_local(&self) -> bool {
+        !self.nodes.iter().any(|n| matches!(n, Node::Se { .. } | Node::DeformConv { .. }))
+    }
+
+    /// Radius, in input pixels, of the neighbourhood that an output pixel depends on, around the
+    /// input pixel it maps to.
+    ///
+    /// The offset model: with the graph's [`Geometry`] (scale `s`, margin `P`), output pixel `Y`
+    /// maps to input pixel `floor(Y/s)` of the image, which is pixel `floor(Y/s) + P` of the
+    /// graph's input (the image pre-padded by `P`). For each output pixel of one period, the
+    /// exact interval of input pixels it depends on is found by walking the nodes backwards with
+    /// per-channel intervals (so a view depends only on the nodes that wrote its channels):
+    /// a convolution (kernel k, stride t, padding p) needs `[a·t - p, b·t - p + k - 1]` of its
+    /// input for `[a, b]` of its output; a transposed convolution needs
+    /// `[ceil((a + p - k + 1)/t), floor((b + p)/t)]`; pixel shuffle and nearest upsampling by r
+    /// need `[floor(a/r), floor(b/r)]`; unshuffle needs `[a·r, b·r + r - 1]`; a crop at offset o
+    /// needs `[a + o, b + o]`; element-wise inputs and residuals need `[a, b]`. The global pooling
+    /// of squeeze-and-excitation is left out (see [`Graph::is_local`]). The radius is the largest
+    /// distance from the mapped pixel to either end of an interval, over both axes.
+    ///
+    /// Tiles whose input extends this far beyond their owned pixels (`radius - margin` of context
+    /// beyond the pre-padding, in whole multiples of `align`) reproduce the untiled result exactly
+    /// for local graphs.
+    pub fn receptive_field(&self) -> usize {
+        let Some(g) = self.geometry() else { return 0 };
+        let period = (g.scale * g.align * 8).max(8);
+        let mut radius = 0i64;
+        for axis in 0..2 {
+            for y in 0..period as i64 {
+                // Start far from 0 so no interval crosses a boundary of the integer division.
+                let y = y + (period as i64) * 64;
+                let Some((lo, hi)) = self.input_interval(y, axis) else { continue };
+                let centre = y.div_euclid(g.scale as i64) + g.margin as i64;
+                radius = radius.max(centre - lo).max(hi - centre);
+            }
+        }
+        radius.max(0) as usize
+    }
+
+    /// The interval of input pixels (along `axis`: 0 rows, 1 columns) output pixel `y` depends on.
+    fn input_interval(&self, y: i64, axis: usize) -> Option<(i64, i64)> {
+        type Iv = Option<(i64, i64)>;
+        let union = |a: Iv, b: (i64, i64)| -> Iv { Some(a.map_or(b, |a| (a.0.min(b.0), a.1.max(b.1)))) };
+        // Per root, per channel.
+        let mut need: Vec<Vec<Iv>> = self
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(v, &c)| if self.views[v].is_none() { vec![None; c] } else { Vec::new() })
+            .collect();
+        let mark = |need: &mut Vec<Vec<Iv>>, v: ValueId, iv: (i64, i64)| {
+            let (root, off) = self.root_of(v);
+            for slot in &mut need[root][off..off + self.channels[v]] {
+                *slot = union(*slot, iv);
+            }
         };
+        mark(&mut need, self.output(), (y, y));
+        let fdiv = |a: i64, b: i64| a.div_euclid(b);
+        let cdiv = |a: i64, b: i64| -(-a).div_euclid(b);
         for n in self.nodes.iter().rev() {
-            let Some(ry) = r[n.output()] else { continue };
+            let (root, off) = self.root_of(n.output());
+            let Some((a, b)) = need[root][off..off + self.channels[n.output()]]
+                .iter()
+                .fold(None, |acc: Iv, s| s.map_or(acc, |s| union(acc, s)))
+            else {
+                continue;
+            };
             match n {
-                Node::Conv { x, conv, res, .. } => {
+                Node::Conv { x, conv, res, res2, .. } => {
                     let s = conv.spec();
-                    need(*x, ry * s.stride + (s.kh.max(s.kw) - 1) / 2, &mut r);
-                    if let Some((rv, _)) = res {
-                        need(*rv, ry, &mut r);
+                    let k = if axis == 0 { s.kh } else { s.kw } as i64;
+                    let (t, p) = (s.stride as i64, s.pad as i64);
+                    mark(&mut need, *x, (a * t - p, b * t - p + k - 1));
+                    for (r, _) in res.iter().chain(res2.iter()) {
+                        mark(&mut need, *r, (a, b));
                     }
                 }
-                Node::DeformConv { .. } => return None,
-                Node::Shuffle { x, skip, r: f, .. } => {
-                    need(*x, ry.div_ceil(*f), &mut r);
-                    if let Some(sv) = skip {
-                        need(*sv, ry.div_ceil(*f), &mut r);
+                Node::Deconv { x, deconv, .. } => {
+                    let s = deconv.spec();
+                    let (k, t, p) = (s.k as i64, s.stride as i64, s.pad as i64);
+                    let (lo, hi) = (cdiv(a + p - k + 1, t), fdiv(b + p, t));
+                    if lo <= hi {
+                        mark(&mut need, *x, (lo, hi));
                     }
                 }
-                Node::Upsample { x, factor, .. } => need(*x, ry.div_ceil(*factor) + 1, &mut r),
-                Node::Pool { x, k, stride, .. } => need(*x, ry * stride + (k - 1) / 2, &mut r),
-                _ => {
+                Node::Shuffle { x, skip, r, .. } => {
+                    let r = *r as i64;
+                    mark(&mut need, *x, (fdiv(a, r), fdiv(b, r)));
+                    if let Some(sk) = skip {
+                        mark(&mut need, *sk, (fdiv(a, r), fdiv(b, r)));
+                    }
+                }
+                Node::Upsample { x, r, .. } => {
+                    let r = *r as i64;
+                    mark(&mut need, *x, (fdiv(a, r), fdiv(b, r)));
+                }
+                Node::Unshuffle { x, r, .. } => {
+                    let r = *r as i64;
+                    mark(&mut need, *x, (a * r, b * r + r - 1));
+                }
+                Node::CropAdd { a: src, top, left, b: other, .. } => {
+                    let o = if axis == 0 { *top } else { *left } as i64;
+                    mark(&mut need, *src, (a + o, b + o));
+                    if let Some(other) = other {
+                        mark(&mut need, *other, (a, b));
+                    }
+                }
+                Node::Se { x, .. } => mark(&mut need, *x, (a, b)),
+                // Offsets are data: only the kernel footprint is known (see `is_local`).
+                Node::DeformConv { x, off, res, conv, .. } => {
+                    let s = conv.spec();
+                    let k = if axis == 0 { s.kh } else { s.kw } as i64;
+                    let (t, p) = (s.stride as i64, s.pad as i64);
+                    mark(&mut need, *x, (a * t - p, b * t - p + k - 1));
+                    mark(&mut need, *off, (a, b));
+                    if let Some((r, _)) = res {
+                        mark(&mut need, *r, (a, b));
+                    }
+                }
+                Node::Bilinear { x, factor, .. } => {
+                    let f = *factor as i64;
+                    mark(&mut need, *x, (fdiv(a, f) - 1, fdiv(b, f) + 1));
+                }
+                Node::Pool { x, k, stride, pad, .. } => {
+                    let (k, t, p) = (*k as i64, *stride as i64, *pad as i64);
+                    mark(&mut need, *x, (a * t - p, b * t - p + k - 1));
+                }
+                Node::Concat { .. }
+                | Node::TemporalAttention { .. }
+                | Node::TsaCombine { .. }
+                | Node::Add { .. } => {
                     for v in n.inputs() {
-                        need(v, ry, &mut r);
+                        mark(&mut need, v, (a, b));
                     }
                 }
             }
         }
-        Some(self.inputs.iter().map(|&i| r[i].unwrap_or(0)).max().unwrap_or(0))
+        need[self.input()].iter().fold(None, |acc: Iv, s| s.map_or(acc, |s| union(acc, s)))
     }
 
-    /// [`Graph::finite_receptive_field`], saturating to `usize::MAX` when unbounded.
-    pub fn receptive_field(&self) -> usize {
-        self.finite_receptive_field().unwrap_or(usize::MAX)
-    }
-
-    /// Multiply-accumulates for an `h x w` input (all inputs that size).
+    /// Multiply-accumulates for an `h x w` input (every input that size).
     pub fn macs(&self, h: usize, w: usize) -> u64 {
         self.macs_with(&vec![(h, w); self.inputs.len()])
     }
 
-    /// Multiply-accumulates of the convolutions (plain and deformable) for the given input sizes.
+    /// Multiply-accumulates for the given input sizes.
     pub fn macs_with(&self, inputs: &[(usize, usize)]) -> u64 {
         let Some(s) = self.sizes_with(inputs) else { return 0 };
         self.nodes
             .iter()
             .map(|n| match n {
                 Node::Conv { y, conv, .. } => conv.spec().macs(s[*y].0, s[*y].1),
+                Node::Deconv { x, deconv, .. } => deconv.spec().macs(s[*x].0, s[*x].1),
+                Node::Se { se, .. } => (2 * se.c * se.mid) as u64,
                 Node::DeformConv { y, conv, .. } => conv.spec().macs(s[*y].0, s[*y].1),
                 _ => 0,
             })
@@ -340,15 +696,132 @@ impl Graph {
             .iter()
             .map(|n| match n {
                 Node::Conv { conv, .. } => conv.bytes(),
+                Node::Deconv { deconv, .. } => deconv.bytes(),
+                Node::Se { se, .. } => se.bytes(),
                 Node::DeformConv { conv, .. } => conv.bytes(),
                 _ => 0,
             })
             .sum()
     }
 
-    /// Overall upscaling factor (first output size / first input size) along each axis.
+    /// Overall upscaling factor (output size / input size) along each axis.
     pub fn scale(&self) -> usize {
-        let s = self.sizes(64, 64).unwrap_or_default();
-        s.get(self.output()).map_or(1, |o| o.0 / 64)
+        self.geometry().map_or(1, |g| g.scale)
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::conv::ConvSpec;
+    use crate::kernels::deconv::DeconvSpec;
+    use crate::kernels::gemm::Activation;
+
+    fn conv(cin: usize, cout: usize, k: usize, pad: usize, stride: usize) -> Conv2d {
+        Conv2d::shape_only(ConvSpec { cin, cout, kh: k, kw: k, stride, pad }, Activation::None)
+    }
+
+    #[test]
+    fn same_padded_chain() {
+        let mut g = Graph::new(3);
+        let mut h = g.input();
+        for _ in 0..4 {
+            h = g.conv(h, conv(if h == 0 { 3 } else { 8 }, 8, 3, 1, 1));
+        }
+        let h = g.conv(h, conv(8, 12, 3, 1, 1));
+        g.pixel_shuffle(h, 2);
+        assert_eq!(g.geometry(), Some(Geometry { scale: 2, margin: 0, align: 1 }));
+        assert_eq!(g.receptive_field(), 5);
+    }
+
+    #[test]
+    fn valid_convs_and_transposed_conv_like_upconv7() {
+        let mut g = Graph::new(3);
+        let mut h = g.input();
+        let mut c = 3;
+        for _ in 0..6 {
+            h = g.conv(h, conv(c, 4, 3, 0, 1));
+            c = 4;
+        }
+        g.deconv(
+            h,
+            Deconv2d::shape_only(DeconvSpec { cin: 4, cout: 3, k: 4, stride: 2, pad: 3 }, Activation::None),
+            None,
+        );
+        assert_eq!(g.geometry(), Some(Geometry { scale: 2, margin: 7, align: 1 }));
+        assert_eq!(g.receptive_field(), 7);
+    }
+
+    #[test]
+    fn strided_unet_needs_alignment_and_crops_shift_nothing() {
+        // conv3 valid x2, down 2, conv3 valid x2, up 2, crop-add skip: a one-level U-Net.
+        let mut g = Graph::new(3);
+        let x1 = g.conv(g.input(), conv(3, 4, 3, 0, 1));
+        let x1 = g.conv(x1, conv(4, 4, 3, 0, 1));
+        let d = g.conv(x1, conv(4, 4, 2, 0, 2));
+        let d = g.conv(d, conv(4, 4, 3, 0, 1));
+        let d = g.conv(d, conv(4, 4, 3, 0, 1));
+        let u = g.deconv(
+            d,
+            Deconv2d::shape_only(DeconvSpec { cin: 4, cout: 4, k: 2, stride: 2, pad: 0 }, Activation::None),
+            None,
+        );
+        g.crop_add(x1, 4, 4, u);
+        let geo = g.geometry().unwrap();
+        assert_eq!((geo.scale, geo.margin, geo.align), (1, 6, 2));
+        assert!(g.receptive_field() >= 6);
+    }
+
+    #[test]
+    fn views_share_a_buffer_and_have_exact_dependencies() {
+        // A dense block: buf = [x | f1 | f2]; f1 = conv(x), f2 = conv([x, f1]).
+        let mut g = Graph::new(2);
+        let buf = g.buffer(6);
+        let x = g.view(buf, 0, 2);
+        let first = g.conv_into(g.input(), conv(2, 2, 1, 0, 1), None, None, Some(x));
+        assert_eq!(first, x);
+        let f1 = g.view(buf, 2, 2);
+        g.conv_into(x, conv(2, 2, 3, 1, 1), None, None, Some(f1));
+        let pre = g.view(buf, 0, 4);
+        let f2 = g.view(buf, 4, 2);
+        g.conv_into(pre, conv(4, 2, 3, 1, 1), None, None, Some(f2));
+        let all = g.view(buf, 0, 6);
+        g.conv(all, conv(6, 3, 1, 0, 1));
+        assert_eq!(g.root_of(f2), (buf, 4));
+        let s = g.sizes(5, 7).unwrap();
+        assert_eq!(s[f2], (5, 7));
+        // 1x1, 3x3 (f1), 3x3 (f2 reading f1): radius 2 through f2, not more.
+        assert_eq!(g.receptive_field(), 2);
+        assert_eq!(g.scale(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "fresh view")]
+    fn a_view_is_written_once() {
+        let mut g = Graph::new(2);
+        let buf = g.buffer(4);
+        let v = g.view(buf, 0, 2);
+        g.conv_into(
+            g.input(),
+            Conv2d::shape_only(ConvSpec::same(2, 2, 1), Activation::None),
+            None,
+            None,
+            Some(v),
+        );
+        g.conv_into(
+            g.input(),
+            Conv2d::shape_only(ConvSpec::same(2, 2, 1), Activation::None),
+            None,
+            None,
+            Some(v),
+        );
     }
 }

@@ -148,8 +148,9 @@ impl Conv2d {
         }
     }
 
-    /// Run over raw buffers. `res`, when given, is added as `res + scale·y` and may alias `y`
-    /// (same layout), but `x` must not overlap `y`.
+    /// Run over raw buffers. `res`, when given, is added as `res + scale·y`; `res2`, when given,
+    /// is then added as `res2 + scale2·(that)` (the RRDB "residual of a residual", fused so it
+    /// costs no extra pass). Either may alias `y` (same layout), but `x` must not overlap `y`.
     ///
     /// # Safety
     /// `x` must be valid for `xl.len()` reads, `y` for `yl.len()` writes (at the given channel
@@ -163,6 +164,7 @@ impl Conv2d {
         y: *mut f32,
         yl: &Layout,
         res: Option<(*const f32, &Layout, f32)>,
+        res2: Option<(*const f32, &Layout, f32)>,
     ) {
         let s = &self.spec;
         assert_eq!(self.w.b.k(), s.k(), "a shape-only convolution cannot be run");
@@ -170,22 +172,26 @@ impl Conv2d {
         assert_eq!(xl.c, s.cin);
         assert_eq!(yl.c, s.cout);
         assert_eq!(s.out_size(xl.h, xl.w), Some((yl.h, yl.w)), "output size");
-        if let Some((_, rl, _)) = res {
+        for (_, rl, _) in res.iter().chain(res2.iter()) {
             assert_eq!((rl.h, rl.w), (yl.h, yl.w));
             assert!(rl.c >= s.cout);
         }
+        assert!(res2.is_none() || res.is_some(), "a second residual needs a first one");
         let kl = self.k_layout(xl);
         let (b, ep) = self.gemm_parts(res.map_or(1.0, |r| r.2));
-        let ops = Ops::new(b, &kl, &ep);
+        let mut ops = Ops::new(b, &kl, &ep);
+        ops.res2_scale = res2.map_or(1.0, |r| r.2);
         let stride = s.stride as isize;
         let pad = s.pad as isize;
         let (xp, yp) = (SendPtr(x as *mut f32), SendPtr(y));
         let rp = SendPtr(res.map_or(std::ptr::null(), |r| r.0) as *mut f32);
         let rl = res.map(|r| *r.1);
+        let rp2 = SendPtr(res2.map_or(std::ptr::null(), |r| r.0) as *mut f32);
+        let rl2 = res2.map(|r| *r.1);
         let level = self.level;
         let panels = b.panels();
         (0..yl.h).into_par_iter().for_each(|oy| {
-            let (xp, yp, rp) = (xp, yp, rp);
+            let (xp, yp, rp, rp2) = (xp, yp, rp, rp2);
             let oy = oy as isize;
             let line = Line {
                 m: yl.w,
@@ -198,6 +204,11 @@ impl Conv2d {
                     None => std::ptr::null(),
                 },
                 res_rs: rl.map_or(0, |rl| rl.cs as isize),
+                res2: match rl2 {
+                    Some(rl) => rp2.0.offset(rl.offset(oy, 0)),
+                    None => std::ptr::null(),
+                },
+                res2_rs: rl2.map_or(0, |rl| rl.cs as isize),
             };
             run_line(level, &line, &ops, 0..panels);
         });
@@ -210,7 +221,7 @@ impl Conv2d {
         let yl = y.layout;
         // SAFETY: both tensors own buffers of exactly their layouts' lengths; `run_raw` checks the
         // geometric preconditions.
-        unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, None) };
+        unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, None, None) };
         y
     }
 
@@ -220,7 +231,7 @@ impl Conv2d {
         assert_eq!(yl.len(), y.data.len());
         // SAFETY: both tensors own buffers of exactly their layouts' lengths and are distinct;
         // `run_raw` checks the geometric preconditions.
-        unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, None) };
+        unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, None, None) };
     }
 
     /// `res + scale·conv(x)`, written into a new tensor.
@@ -236,6 +247,7 @@ impl Conv2d {
                 y.data.as_mut_ptr(),
                 &yl,
                 Some((res.data.as_ptr(), &res.layout, scale)),
+                None,
             )
         };
         y
@@ -368,7 +380,7 @@ mod tests {
             let xl = Layout { c: 5, ..xt.layout };
             let yl = Layout { c: 8, ..yt.layout };
             // SAFETY: views inside owned buffers; channel offset 3 + 8 <= 16.
-            unsafe { conv.run_raw(xt.data.as_ptr(), &xl, yt.data.as_mut_ptr().add(3), &yl, None) };
+            unsafe { conv.run_raw(xt.data.as_ptr(), &xl, yt.data.as_mut_ptr().add(3), &yl, None, None) };
             for y in 0..h {
                 for x in 0..w {
                     for c in 0..16 {
@@ -381,6 +393,41 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn second_residual_in_place() {
+        // out = r2 + 0.2·(r1 + 0.2·conv(x)), written over r2 (the RRDB pattern).
+        let (h, w) = (4, 11);
+        let spec = ConvSpec::same(8, 8, 3);
+        let x = rand_vec(h * w * 8, 41);
+        let r1 = rand_vec(h * w * 8, 42);
+        let r2 = rand_vec(h * w * 8, 43);
+        let wt = rand_vec(spec.cout * spec.k(), 44);
+        let conv_out = reference(&x, h, w, &spec, &wt, None);
+        for level in CpuLevel::supported() {
+            let conv = Conv2d::new(level, spec, &wt, None, Activation::None, None);
+            let xt = Tensor::from_hwc(h, w, 8, 1, &x);
+            let r1t = Tensor::from_hwc(h, w, 8, 1, &r1);
+            let mut r2t = Tensor::from_hwc(h, w, 8, 1, &r2);
+            let l = r2t.layout;
+            let p = r2t.data.as_mut_ptr();
+            // SAFETY: the output aliases the second residual with the same layout; x and r1 are distinct.
+            unsafe {
+                conv.run_raw(
+                    xt.data.as_ptr(),
+                    &xt.layout,
+                    p,
+                    &l,
+                    Some((r1t.data.as_ptr(), &l, 0.2)),
+                    Some((p, &l, 0.2)),
+                )
+            };
+            for (i, g) in r2t.to_hwc().iter().enumerate() {
+                let want = r2[i] as f64 + 0.2 * (r1[i] as f64 + 0.2 * conv_out[i] as f64);
+                assert!((*g as f64 - want).abs() < 1e-5, "{level} [{i}]: {g} vs {want}");
             }
         }
     }
@@ -400,7 +447,7 @@ mod tests {
             let l = rt.layout;
             let p = rt.data.as_mut_ptr();
             // SAFETY: output aliases the residual with the same layout, which run_raw allows.
-            unsafe { conv.run_raw(xt.data.as_ptr(), &xt.layout, p, &l, Some((p, &l, 0.1))) };
+            unsafe { conv.run_raw(xt.data.as_ptr(), &xt.layout, p, &l, Some((p, &l, 0.1)), None) };
             for (i, (g, (c, r0))) in rt.to_hwc().iter().zip(conv_out.iter().zip(&r)).enumerate() {
                 let want = r0 + 0.1 * c;
                 assert!((g - want).abs() < 1e-5, "{level} [{i}]: {g} vs {want}");

@@ -211,6 +211,8 @@ impl DeformConv2d {
                         None => std::ptr::null(),
                     },
                     res_rs: rl.map_or(0, |rl| rl.cs as isize),
+                    res2: std::ptr::null(),
+                    res2_rs: 0,
                 };
                 run_line(level, &line, &ops, 0..b.panels());
             },

@@ -3,12 +3,16 @@
 
 pub mod attention;
 pub mod conv;
+pub mod deconv;
 pub mod deform;
 pub mod degrade;
+pub mod elementwise;
 pub mod gemm;
 pub mod imresize;
+pub mod pool;
 pub mod resize;
 pub mod sample;
+pub mod se;
 pub mod shuffle;
 pub mod simd;
 pub mod winograd;

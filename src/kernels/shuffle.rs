@@ -1,6 +1,8 @@
-//! Pixel shuffle (depth to space) over NHWC activations, and the SRVGG variant that adds a
-//! nearest-upsampled skip in the same pass. Pure data movement plus (for the fused form) one add
-//! per element, so results are bit-exact with PyTorch's `pixel_shuffle` and `x + interpolate(...)`.
+//! Pixel shuffle (depth to space) over NHWC activations, the SRVGG variant that adds a
+//! nearest-upsampled skip in the same pass, pixel unshuffle (space to depth, the input stage of
+//! Real-ESRGAN's x2 and x1 RRDBNet), and nearest-neighbour upsampling (ESRGAN's upsampler, Keras
+//! `UpSampling2D`). Pure data movement plus (for the fused form) one add per element, so results
+//! are bit-exact with PyTorch's `pixel_shuffle`, `pixel_unshuffle` and `interpolate(.., 'nearest')`.
 
 use super::gemm::SendPtr;
 use crate::tensor::Layout;
@@ -58,6 +60,77 @@ pub(crate) unsafe fn run_raw(
     });
 }
 
+/// `y[Y][X][c·r² + i·r + j] = x[Y·r + i][X·r + j][c]` (PyTorch `pixel_unshuffle` channel order).
+///
+/// # Safety
+/// `x` and `y` valid for their layouts' lengths (channel 0 of their views), not overlapping.
+pub(crate) unsafe fn unshuffle_raw(x: *const f32, xl: &Layout, y: *mut f32, yl: &Layout, r: usize) {
+    assert!(r >= 1);
+    assert_eq!(yl.c, xl.c * r * r, "pixel unshuffle channels");
+    assert_eq!((yl.h * r, yl.w * r), (xl.h, xl.w), "pixel unshuffle size");
+    let (xp, yp) = (SendPtr(x as *mut f32), SendPtr(y));
+    let c = xl.c;
+    (0..yl.h).into_par_iter().for_each(|oy| {
+        let (xp, yp) = (xp, yp);
+        for ox in 0..yl.w {
+            let dst = yp.0.offset(yl.offset(oy as isize, ox as isize));
+            for i in 0..r {
+                for j in 0..r {
+                    let src = xp.0.offset(xl.offset((oy * r + i) as isize, (ox * r + j) as isize));
+                    for ch in 0..c {
+                        *dst.add(ch * r * r + i * r + j) = *src.add(ch);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `y[Y][X] = x[Y/r][X/r]` (nearest-neighbour upsampling by an integer factor).
+///
+/// # Safety
+/// As [`unshuffle_raw`].
+pub(crate) unsafe fn upsample_nearest_raw(x: *const f32, xl: &Layout, y: *mut f32, yl: &Layout, r: usize) {
+    assert!(r >= 1);
+    assert_eq!(yl.c, xl.c, "nearest upsample channels");
+    assert_eq!((yl.h, yl.w), (xl.h * r, xl.w * r), "nearest upsample size");
+    let (xp, yp) = (SendPtr(x as *mut f32), SendPtr(y));
+    let c = xl.c;
+    (0..yl.h).into_par_iter().for_each(|oy| {
+        let (xp, yp) = (xp, yp);
+        for ox in 0..yl.w {
+            let src = xp.0.offset(xl.offset((oy / r) as isize, (ox / r) as isize));
+            std::ptr::copy_nonoverlapping(src, yp.0.offset(yl.offset(oy as isize, ox as isize)), c);
+        }
+    });
+}
+
+/// Dense-HWC reference of pixel unshuffle: `x` is `h x w x c`.
+pub fn unshuffle_reference(x: &[f32], h: usize, w: usize, c: usize, r: usize) -> Vec<f32> {
+    let (oh, ow, oc) = (h / r, w / r, c * r * r);
+    let mut y = vec![0.0; oh * ow * oc];
+    for yy in 0..h {
+        for xx in 0..w {
+            for ch in 0..c {
+                y[((yy / r) * ow + xx / r) * oc + ch * r * r + (yy % r) * r + xx % r] =
+                    x[(yy * w + xx) * c + ch];
+            }
+        }
+    }
+    y
+}
+
+/// Dense-HWC reference of nearest upsampling.
+pub fn upsample_nearest_reference(x: &[f32], h: usize, w: usize, c: usize, r: usize) -> Vec<f32> {
+    let mut y = Vec::with_capacity(h * r * w * r * c);
+    for yy in 0..h * r {
+        for xx in 0..w * r {
+            y.extend_from_slice(&x[((yy / r) * w + xx / r) * c..][..c]);
+        }
+    }
+    y
+}
+
 /// Dense-HWC reference for tests.
 pub fn reference(x: &[f32], h: usize, w: usize, c_out: usize, r: usize) -> Vec<f32> {
     let cin = c_out * r * r;
@@ -77,6 +150,33 @@ pub fn reference(x: &[f32], h: usize, w: usize, c_out: usize, r: usize) -> Vec<f
 mod tests {
     use super::*;
     use crate::tensor::Tensor;
+
+    #[test]
+    fn unshuffle_and_nearest_are_exact_and_invert() {
+        for (h, w, c, r, pad) in
+            [(2, 2, 1, 2, 0), (4, 6, 3, 2, 1), (8, 4, 3, 4, 2), (3, 3, 5, 1, 0), (6, 9, 2, 3, 1)]
+        {
+            let x: Vec<f32> = (0..h * w * c).map(|i| i as f32 * 0.25 - 1.0).collect();
+            let xt = Tensor::from_hwc(h, w, c, pad, &x);
+            let mut yt = Tensor::zeros(h / r, w / r, c * r * r, 1);
+            let yl = yt.layout;
+            // SAFETY: owned tensors of matching geometry.
+            unsafe { unshuffle_raw(xt.data.as_ptr(), &xt.layout, yt.data.as_mut_ptr(), &yl, r) };
+            assert_eq!(yt.to_hwc(), unshuffle_reference(&x, h, w, c, r));
+            // pixel_shuffle(pixel_unshuffle(x)) == x
+            let mut back = Tensor::zeros(h, w, c, 0);
+            let bl = back.layout;
+            // SAFETY: as above.
+            unsafe { run_raw(yt.data.as_ptr(), &yt.layout, None, back.data.as_mut_ptr(), &bl, r) };
+            assert_eq!(back.to_hwc(), x);
+
+            let mut up = Tensor::zeros(h * r, w * r, c, 1);
+            let ul = up.layout;
+            // SAFETY: as above.
+            unsafe { upsample_nearest_raw(xt.data.as_ptr(), &xt.layout, up.data.as_mut_ptr(), &ul, r) };
+            assert_eq!(up.to_hwc(), upsample_nearest_reference(&x, h, w, c, r));
+        }
+    }
 
     #[test]
     fn matches_reference_bit_exactly() {

@@ -318,6 +318,8 @@ unsafe fn block<S: Simd>(
             c_rs: cp as isize,
             res: std::ptr::null(),
             res_rs: 0,
+            res2: std::ptr::null(),
+            res2_rs: 0,
         };
         run_line(w.level, &line, &ops, 0..u.panels());
     }

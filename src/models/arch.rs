@@ -5,6 +5,13 @@ use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Receptive-field radii of CUNet (input pixels), checked against the graph by the tests: the
+/// pre-padding (18, 28) plus the reach of the down-sampling grid, since an output pixel's deepest
+/// features cover a whole 2x2 (x2: UNet2 runs at twice the input resolution) or 4x4 block of input
+/// pixels, wherever the pixel sits in it.
+const CUNET_X2_RADIUS: usize = 19;
+const CUNET_X1_RADIUS: usize = 31;
+
 /// Version of the metadata schema written by `superres convert`.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -78,6 +85,14 @@ pub enum Layout {
     RealEsrgan,
     /// The model's own official code (TDAN).
     Official,
+    /// The original ESRGAN repository (`model.0`, `model.1.sub.N.RDBk.convm.0`, ...).
+    Esrgan,
+    /// Imported from an ncnn `.param` + `.bin`.
+    Ncnn,
+    /// nunif's PyTorch waifu2x (`net.N`, `unet1.conv1.conv.0`, ...).
+    Nunif,
+    /// idealo image-super-resolution (Keras layer names).
+    Idealo,
 }
 
 impl Layout {
@@ -87,6 +102,10 @@ impl Layout {
             Layout::EdsrPytorch => "edsr-pytorch",
             Layout::RealEsrgan => "real-esrgan",
             Layout::Official => "official",
+            Layout::Esrgan => "esrgan",
+            Layout::Ncnn => "ncnn",
+            Layout::Nunif => "nunif",
+            Layout::Idealo => "idealo",
         }
     }
 
@@ -96,6 +115,10 @@ impl Layout {
             "edsr-pytorch" => Layout::EdsrPytorch,
             "real-esrgan" => Layout::RealEsrgan,
             "official" => Layout::Official,
+            "esrgan" => Layout::Esrgan,
+            "ncnn" => Layout::Ncnn,
+            "nunif" => Layout::Nunif,
+            "idealo" => Layout::Idealo,
             _ => return None,
         })
     }
@@ -121,6 +144,61 @@ pub struct Mdsr {
     pub scales: Vec<usize>,
     pub res_scale: f32,
     pub norm: MeanShift,
+}
+
+/// RRDBNet (ESRGAN / Real-ESRGAN): residual-in-residual dense blocks, nearest x2 x2 upsampler;
+/// x2 and x1 pixel-unshuffle the input first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rrdb {
+    pub num_feat: usize,
+    pub num_block: usize,
+    pub num_grow_ch: usize,
+    pub scale: usize,
+}
+
+/// waifu2x UpConv7: six valid 3x3 convs and a 4x4 stride-2 transposed conv (always x2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpConv7 {
+    pub scale: usize,
+}
+
+/// waifu2x CUNet: two cascaded U-Nets with squeeze-and-excitation; x2 (UpCUNet) or x1 (denoise).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cunet {
+    pub scale: usize,
+}
+
+/// How idealo's RDN upscales: `UPN3` to 3·s² channels, then nearest `UpSampling2D` and `SR` on
+/// 3·s² channels (the released "ups" weights), or a pixel shuffle to 3 channels before `SR`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RdnUpsampler {
+    Nearest,
+    Shuffle,
+}
+
+/// Residual dense network (Zhang et al. 2018) in idealo's layout: D dense blocks of C convs of G
+/// filters on G0 features, global feature fusion, and an upsampler.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rdn {
+    pub c: usize,
+    pub d: usize,
+    pub g: usize,
+    pub g0: usize,
+    pub scale: usize,
+    pub upsampler: RdnUpsampler,
+}
+
+/// idealo's RRDN ("gans"): T residual-in-residual blocks of D dense blocks (C convs, ReLU),
+/// residual scale `beta`, pixel shuffle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rrdn {
+    pub c: usize,
+    pub d: usize,
+    pub g: usize,
+    pub g0: usize,
+    pub t: usize,
+    pub scale: usize,
+    pub beta: f32,
 }
 
 /// EDVR (BasicSR layout): PCD alignment with modulated deformable convolutions, TSA fusion.
@@ -153,12 +231,18 @@ pub enum Arch {
     Srvgg(Srvgg),
     Edsr(Edsr),
     Mdsr(Mdsr),
+    Rrdb(Rrdb),
+    UpConv7(UpConv7),
+    Cunet(Cunet),
+    Rdn(Rdn),
+    Rrdn(Rrdn),
     Edvr(Edvr),
     Tdan(Tdan),
 }
 
 /// Names accepted by `--arch` and written as `arch` in metadata.
-pub const ARCH_NAMES: &[&str] = &["srvgg", "edsr", "mdsr", "edvr", "tdan"];
+pub const ARCH_NAMES: &[&str] =
+    &["srvgg", "edsr", "mdsr", "rrdb", "upconv7", "cunet", "rdn", "rrdn", "edvr", "tdan"];
 
 impl Arch {
     pub fn name(&self) -> &'static str {
@@ -166,6 +250,11 @@ impl Arch {
             Arch::Srvgg(_) => "srvgg",
             Arch::Edsr(_) => "edsr",
             Arch::Mdsr(_) => "mdsr",
+            Arch::Rrdb(_) => "rrdb",
+            Arch::UpConv7(_) => "upconv7",
+            Arch::Cunet(_) => "cunet",
+            Arch::Rdn(_) => "rdn",
+            Arch::Rrdn(_) => "rrdn",
             Arch::Edvr(_) => "edvr",
             Arch::Tdan(_) => "tdan",
         }
@@ -193,6 +282,11 @@ impl Arch {
             Arch::Mdsr(a) => a.scales.clone(),
             Arch::Edvr(a) => vec![if a.hr_in { 1 } else { 4 }],
             Arch::Tdan(_) => vec![4],
+            Arch::Rrdb(a) => vec![a.scale],
+            Arch::UpConv7(a) => vec![a.scale],
+            Arch::Cunet(a) => vec![a.scale],
+            Arch::Rdn(a) => vec![a.scale],
+            Arch::Rrdn(a) => vec![a.scale],
         }
     }
 
@@ -233,6 +327,25 @@ impl Arch {
             Arch::Srvgg(a) => a.num_conv + 2,
             Arch::Edsr(a) => upsampler(1, scale) + 1 + 2 * a.num_block + 1,
             Arch::Mdsr(a) => upsampler(1, scale) + 1 + 2 * a.num_block + 2 * 4 + 1,
+            // 15 convs per RRDB, conv_first and conv_body, and 2 more at the low resolution
+            // from the nearest x2 x2 upsampler with its 4 convs; the x2/x1 models see the input
+            // pixel-unshuffled by 2/4, which multiplies the radius.
+            Arch::Rrdb(a) => (15 * a.num_block + 4) * (4 / a.scale),
+            // Valid convolutions: the receptive field is the pre-padding (7 for UpConv7; for
+            // CUNet more, see CUNET_X2_RADIUS).
+            Arch::UpConv7(_) => 7,
+            Arch::Cunet(a) => {
+                if a.scale == 2 {
+                    CUNET_X2_RADIUS
+                } else {
+                    CUNET_X1_RADIUS
+                }
+            }
+            // F_m1, F_0, C 3x3 convs per block, GFF_2, UPN1 (5x5: 2), UPN2, UPN3, then SR at the
+            // output resolution (one more low-resolution pixel after the upsampling).
+            Arch::Rdn(a) => 2 + a.c * a.d + 1 + 2 + 1 + 1 + 1,
+            // Pre_blocks_conv, C + 1 3x3 convs per dense block, post_blocks_conv, PreShuffle, SR.
+            Arch::Rrdn(a) => 1 + a.t * a.d * (a.c + 1) + 1 + 1 + 1,
             Arch::Edvr(_) | Arch::Tdan(_) => return None,
         })
     }
@@ -286,6 +399,34 @@ impl Arch {
                 put("deformable_groups", a.deformable_groups.to_string());
                 put("num_extract_block", a.num_extract_block.to_string());
                 put("num_reconstruct_block", a.num_reconstruct_block.to_string());
+            }
+            Arch::Rrdb(a) => {
+                put("scale", a.scale.to_string());
+                put("num_feat", a.num_feat.to_string());
+                put("num_block", a.num_block.to_string());
+                put("num_grow_ch", a.num_grow_ch.to_string());
+            }
+            Arch::UpConv7(a) => put("scale", a.scale.to_string()),
+            Arch::Cunet(a) => put("scale", a.scale.to_string()),
+            Arch::Rdn(a) => {
+                put("scale", a.scale.to_string());
+                put("C", a.c.to_string());
+                put("D", a.d.to_string());
+                put("G", a.g.to_string());
+                put("G0", a.g0.to_string());
+                put(
+                    "upsampler",
+                    (if a.upsampler == RdnUpsampler::Nearest { "nearest" } else { "shuffle" }).into(),
+                );
+            }
+            Arch::Rrdn(a) => {
+                put("scale", a.scale.to_string());
+                put("C", a.c.to_string());
+                put("D", a.d.to_string());
+                put("G", a.g.to_string());
+                put("G0", a.g0.to_string());
+                put("T", a.t.to_string());
+                put("beta", a.beta.to_string());
             }
         }
         m
@@ -352,6 +493,35 @@ impl Arch {
                 num_extract_block: num("num_extract_block")?,
                 num_reconstruct_block: num("num_reconstruct_block")?,
             }),
+            "rrdb" => Arch::Rrdb(Rrdb {
+                num_feat: num("num_feat")?,
+                num_block: num("num_block")?,
+                num_grow_ch: num("num_grow_ch")?,
+                scale: num("scale")?,
+            }),
+            "upconv7" => Arch::UpConv7(UpConv7 { scale: num("scale")? }),
+            "cunet" => Arch::Cunet(Cunet { scale: num("scale")? }),
+            "rdn" => Arch::Rdn(Rdn {
+                c: num("C")?,
+                d: num("D")?,
+                g: num("G")?,
+                g0: num("G0")?,
+                scale: num("scale")?,
+                upsampler: match get("upsampler")?.as_str() {
+                    "nearest" => RdnUpsampler::Nearest,
+                    "shuffle" => RdnUpsampler::Shuffle,
+                    _ => return Err("metadata 'upsampler' must be nearest or shuffle".into()),
+                },
+            }),
+            "rrdn" => Arch::Rrdn(Rrdn {
+                c: num("C")?,
+                d: num("D")?,
+                g: num("G")?,
+                g0: num("G0")?,
+                t: num("T")?,
+                scale: num("scale")?,
+                beta: float("beta")?,
+            }),
             other => {
                 return Err(format!("unknown architecture '{other}' (known: {})", ARCH_NAMES.join(", ")))
             }
@@ -382,6 +552,7 @@ impl Arch {
                 }
                 a.center_frame_idx = c;
             }
+            (Arch::Rrdn(a), "beta") => a.beta = float()?,
             (Arch::Srvgg(a), "act") => {
                 let act = SrvggAct::parse(value).ok_or_else(|| bad("expected prelu, relu or leakyrelu"))?;
                 if (act == SrvggAct::PRelu) != (a.act == SrvggAct::PRelu) {
@@ -406,6 +577,8 @@ impl Arch {
             Arch::Edsr(_) | Arch::Mdsr(_) => &["res_scale", "img_range", "rgb_mean", "rgb_std"],
             Arch::Edvr(_) => &["center_frame_idx"],
             Arch::Tdan(_) => &[],
+            Arch::Rrdn(_) => &["beta"],
+            Arch::Rrdb(_) | Arch::UpConv7(_) | Arch::Cunet(_) | Arch::Rdn(_) => &[],
         }
     }
 
@@ -458,6 +631,30 @@ impl fmt::Display for Arch {
                 f,
                 "TDAN x4 ({} features, {} frames, {} extract / {} reconstruct blocks, {} deformable groups)",
                 a.num_feat, a.num_frame, a.num_extract_block, a.num_reconstruct_block, a.deformable_groups
+            ),
+            Arch::Rrdb(a) => write!(
+                f,
+                "RRDBNet x{} ({} features, {} RRDB blocks, growth {})",
+                a.scale, a.num_feat, a.num_block, a.num_grow_ch
+            ),
+            Arch::UpConv7(a) => {
+                write!(f, "waifu2x UpConv7 x{} (6 valid convs + 4x4 transposed conv)", a.scale)
+            }
+            Arch::Cunet(a) => write!(f, "waifu2x CUNet x{} (two U-Nets with squeeze-excitation)", a.scale),
+            Arch::Rdn(a) => write!(
+                f,
+                "RDN x{} (C={}, D={}, G={}, G0={}, {} upsampling)",
+                a.scale,
+                a.c,
+                a.d,
+                a.g,
+                a.g0,
+                if a.upsampler == RdnUpsampler::Nearest { "nearest" } else { "pixel-shuffle" }
+            ),
+            Arch::Rrdn(a) => write!(
+                f,
+                "RRDN x{} (C={}, D={}, G={}, G0={}, T={}, beta {})",
+                a.scale, a.c, a.d, a.g, a.g0, a.t, a.beta
             ),
         }
     }
@@ -544,6 +741,11 @@ mod tests {
                 num_extract_block: 5,
                 num_reconstruct_block: 10,
             }),
+            Arch::Rrdb(Rrdb { num_feat: 64, num_block: 23, num_grow_ch: 32, scale: 2 }),
+            Arch::UpConv7(UpConv7 { scale: 2 }),
+            Arch::Cunet(Cunet { scale: 1 }),
+            Arch::Rdn(Rdn { c: 3, d: 10, g: 64, g0: 64, scale: 2, upsampler: RdnUpsampler::Nearest }),
+            Arch::Rrdn(Rrdn { c: 4, d: 3, g: 32, g0: 32, t: 10, scale: 4, beta: 0.2 }),
         ];
         for a in archs {
             assert_eq!(Arch::from_metadata(&a.to_metadata()).unwrap(), Some(a.clone()));

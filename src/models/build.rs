@@ -6,8 +6,10 @@ use crate::cpu::CpuLevel;
 use crate::error::Result;
 use crate::graph::{Graph, ValueId};
 use crate::kernels::conv::{Conv2d, ConvSpec};
+use crate::kernels::deconv::{Deconv2d, DeconvSpec};
 use crate::kernels::deform::{BorderRule, DeformConv2d};
 use crate::kernels::gemm::Activation;
+use crate::kernels::se::SqueezeExcite;
 use std::collections::HashMap;
 
 pub(crate) struct Builder<'a> {
@@ -83,6 +85,10 @@ impl<'a> Builder<'a> {
     ) -> Result<Conv2d> {
         let ConvSpec { cin, cout, kh, kw, .. } = spec;
         let wname = format!("{name}.weight");
+        if cin == 0 || cout == 0 {
+            let what = format!("a convolution with {cin} input and {cout} output channels cannot be built");
+            return Err(crate::error::Error::tensor(self.src.path(), wname, what));
+        }
         let bname = format!("{name}.bias");
         let has_bias = require_bias || self.src.contains(&bname);
         if self.shape_only {
@@ -128,15 +134,142 @@ impl<'a> Builder<'a> {
         Ok(self.graph.conv(x, c))
     }
 
-    pub fn conv_prelu(&mut self, x: ValueId, name: &str, cout: usize, slopes: &str) -> Result<ValueId> {
+    /// A "same" conv over input channels `cin.start..cin.end` of the stored `{name}.weight`
+    /// (`[cout, cin_total, k, k]`), with the bias only if `bias`: lets a 1x1 fusion over a long
+    /// concatenation run as a sum of convs over its parts, so the concatenation is never built.
+    pub fn load_conv_slice(
+        &mut self,
+        name: &str,
+        cin_total: usize,
+        cin: std::ops::Range<usize>,
+        cout: usize,
+        k: usize,
+        bias: bool,
+    ) -> Result<Conv2d> {
+        let spec = ConvSpec::same(cin.len(), cout, k);
+        let (wname, bname) = (format!("{name}.weight"), format!("{name}.bias"));
+        self.src.expect_shape(&wname, &[cout, cin_total, k, k])?;
+        self.src.expect_shape(&bname, &[cout])?;
+        if self.shape_only {
+            return Ok(Conv2d::shape_only(spec, Activation::None));
+        }
+        let w = self.src.expect(&wname, &[cout, cin_total, k, k])?;
+        let kk = k * k;
+        let mut part = Vec::with_capacity(cout * cin.len() * kk);
+        for o in 0..cout {
+            part.extend_from_slice(&w[(o * cin_total + cin.start) * kk..(o * cin_total + cin.end) * kk]);
+        }
+        let b = if bias { Some(self.src.expect(&bname, &[cout])?) } else { None };
+        for n in [wname, bname] {
+            if !self.used.contains(&n) {
+                self.used.push(n);
+            }
+        }
+        Ok(Conv2d::new(self.level, spec, &part, b.as_deref(), Activation::None, None))
+    }
+
+    /// `res2 + s2·(res + s·act(conv(x)))` with optional residuals, into a fresh value or into
+    /// the unwritten view `into` (see [`Graph::view`](crate::graph::Graph::view)).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_to(
+        &mut self,
+        x: ValueId,
+        name: &str,
+        cout: usize,
+        k: usize,
+        act: Activation,
+        res: Option<(ValueId, f32)>,
+        res2: Option<(ValueId, f32)>,
+        into: Option<ValueId>,
+    ) -> Result<ValueId> {
         let cin = self.graph.channels(x);
-        let c = self.load_conv(name, cin, cout, 3, Activation::PRelu, Some(slopes))?;
+        let c = self.load_conv(name, cin, cout, k, act, None)?;
+        Ok(self.graph.conv_into(x, c, res, res2, into))
+    }
+
+    /// A convolution of any geometry (valid padding, stride) with an activation.
+    pub fn conv_spec(&mut self, x: ValueId, name: &str, spec: ConvSpec, act: Activation) -> Result<ValueId> {
+        assert_eq!(self.graph.channels(x), spec.cin);
+        let c = self.load_conv_spec(name, spec, act, None, true)?;
         Ok(self.graph.conv(x, c))
     }
 
-    /// A convolution of any geometry reading `x` (bias optional, see [`Builder::load_conv_spec`]).
-    pub fn conv_with(&mut self, x: ValueId, name: &str, spec: ConvSpec, act: Activation) -> Result<ValueId> {
-        let c = self.load_conv_spec(name, spec, act, None, false)?;
+    /// A transposed convolution: `{name}.weight` `[cin, cout, k, k]` (PyTorch `ConvTranspose2d`
+    /// order) and `{name}.bias` `[cout]`.
+    pub fn deconv(&mut self, x: ValueId, name: &str, spec: DeconvSpec, act: Activation) -> Result<ValueId> {
+        assert_eq!(self.graph.channels(x), spec.cin);
+        let DeconvSpec { cin, cout, k, .. } = spec;
+        let (wname, bname) = (format!("{name}.weight"), format!("{name}.bias"));
+        if cin == 0 || cout == 0 {
+            let what = format!(
+                "a transposed convolution with {cin} input and {cout} output channels cannot be built"
+            );
+            return Err(crate::error::Error::tensor(self.src.path(), wname, what));
+        }
+        let d = if self.shape_only {
+            self.src.expect_shape(&wname, &[cin, cout, k, k])?;
+            self.src.expect_shape(&bname, &[cout])?;
+            Deconv2d::shape_only(spec, act)
+        } else {
+            let w = self.src.expect(&wname, &[cin, cout, k, k])?;
+            let bias = self.src.expect(&bname, &[cout])?;
+            self.used.push(wname);
+            self.used.push(bname);
+            Deconv2d::new(self.level, spec, &w, Some(&bias), act)
+        };
+        Ok(self.graph.deconv(x, d, None))
+    }
+
+    /// `crop(a) + b` for a U-Net skip, with the channel counts checked (they come from weights).
+    pub fn crop_add(&mut self, a: ValueId, crop: usize, b: ValueId, what: &str) -> Result<ValueId> {
+        let (ca, cb) = (self.graph.channels(a), self.graph.channels(b));
+        if ca != cb {
+            return Err(crate::error::Error::tensor(
+                self.src.path(),
+                what,
+                format!("its output has {cb} channels but the skip it is added to has {ca}"),
+            ));
+        }
+        Ok(self.graph.crop_add(a, crop, crop, b))
+    }
+
+    /// Squeeze-and-excitation with nunif's names: `{name}.conv1` (`[mid, c, 1, 1]` + bias) and
+    /// `{name}.conv2` (`[c, mid, 1, 1]` + bias); `mid` is read from the weights.
+    pub fn se(&mut self, x: ValueId, name: &str) -> Result<ValueId> {
+        let c = self.graph.channels(x);
+        let n = |s: &str| format!("{name}.{s}");
+        let mid = match self.src.shape(&n("conv1.weight")) {
+            Some(s) if s.len() == 4 && s[0] > 0 => s[0],
+            _ => {
+                let e = format!("missing or not a [mid, {c}, 1, 1] weight");
+                return Err(crate::error::Error::tensor(self.src.path(), n("conv1.weight"), e));
+            }
+        };
+        let shapes = [
+            (n("conv1.weight"), vec![mid, c, 1, 1]),
+            (n("conv1.bias"), vec![mid]),
+            (n("conv2.weight"), vec![c, mid, 1, 1]),
+            (n("conv2.bias"), vec![c]),
+        ];
+        let se = if self.shape_only {
+            for (t, s) in &shapes {
+                self.src.expect_shape(t, s)?;
+            }
+            SqueezeExcite::shape_only(c, mid)
+        } else {
+            let mut v = Vec::new();
+            for (t, s) in &shapes {
+                v.push(self.src.expect(t, s)?);
+                self.used.push(t.clone());
+            }
+            SqueezeExcite::new(self.level, c, mid, &v[0], &v[1], &v[2], &v[3])
+        };
+        Ok(self.graph.se(x, se, None))
+    }
+
+    pub fn conv_prelu(&mut self, x: ValueId, name: &str, cout: usize, slopes: &str) -> Result<ValueId> {
+        let cin = self.graph.channels(x);
+        let c = self.load_conv(name, cin, cout, 3, Activation::PRelu, Some(slopes))?;
         Ok(self.graph.conv(x, c))
     }
 

@@ -2,7 +2,10 @@
 //! read off the shapes. Every layout we support has a few signature keys; when none matches, the
 //! error lists them so the user can see what was expected.
 
-use super::arch::{Arch, Edsr, Edvr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct, Tdan};
+use super::arch::{
+    Arch, Cunet, Edsr, Edvr, Layout, Mdsr, MeanShift, Rdn, RdnUpsampler, Rrdb, Rrdn, Srvgg, SrvggAct, Tdan,
+    UpConv7,
+};
 use super::build::upsampler_scale_ok;
 use super::source::TensorSource;
 use std::collections::BTreeMap;
@@ -24,8 +27,15 @@ pub const SUPPORTED: &[&str] = &[
     "edsr (BasicSR): conv_first.weight, body.0.conv1.weight, conv_after_body.weight, upsample.0.weight, conv_last.weight",
     "edsr (EDSR-PyTorch): sub_mean.weight, head.0.weight, body.0.body.0.weight, tail.0.0.weight, tail.1.weight",
     "mdsr (EDSR-PyTorch): head.0.weight, pre_process.0.0.body.0.weight, body.0.body.0.weight, upsample.0.0.weight, tail.0.weight",
+    "rrdb (BasicSR / Real-ESRGAN RRDBNet): conv_first.weight [F,3|12|48,3,3], body.0.rdb1.conv1.weight [G,F,3,3], conv_body.weight, conv_up1.weight, conv_up2.weight, conv_hr.weight, conv_last.weight",
+    "rrdb (original ESRGAN): model.0.weight, model.1.sub.0.RDB1.conv1.0.weight, model.3.weight, model.6.weight, model.8.weight, model.10.weight",
+    "upconv7 (waifu2x, nunif): net.0.weight [16,3,3,3], net.2 .. net.10 (valid 3x3 convs), net.12.weight [256,3,4,4] (transposed conv)",
+    "cunet (waifu2x, nunif): unet1.conv1.conv.0.weight, unet1.conv2.seblock.conv1.weight, unet1.conv_bottom.weight [64,3,4,4] (x2) or [3,64,3,3] (x1), unet2.conv5.weight",
+    "rdn (idealo, converted by tools/convert_keras.py): F_m1.weight, F_0.weight, F_1_1.weight, LFF_1.weight [G0,G0+C*G,1,1], GFF_1.weight, UPN3.weight [3*s*s,32,3,3], SR.weight",
+    "rrdn (idealo, converted by tools/convert_keras.py): Pre_blocks_conv.weight, F_1_1_1.weight, LFF_1_1.weight, post_blocks_conv.weight, PreShuffle.weight [3*s*s,G0,3,3], SR.weight",
     "edvr (BasicSR): conv_first.weight or predeblur.*, feature_extraction.N.conv1.weight, pcd_align.*.dcn_pack.l1.conv_offset.weight, pcd_align.cas_dcnpack.weight, fusion.*, reconstruction.N.conv1.weight",
     "tdan (official TDAN_VSR, state dict or whole pickled module): conv_first, residual_layer.N.conv1, cr, off2d_1, dconv_1, ..., recon_lr, fea_ex.0, recon_layer.N.conv1, up.0.0, up.1",
+    "ncnn .param + .bin of any of these (realesr-animevideov3, realesrgan-x4plus, waifu2x upconv_7 / cunet)",
 ];
 
 struct Keys<'a> {
@@ -78,6 +88,12 @@ pub fn detect(src: &TensorSource, hint: Option<&str>) -> Result<Detected, String
         ("edsr", detect_edsr_basicsr),
         ("edsr", detect_edsr_pytorch),
         ("srvgg", detect_srvgg),
+        ("rrdb", detect_rrdb),
+        ("rrdb", detect_esrgan),
+        ("upconv7", detect_upconv7),
+        ("cunet", detect_cunet),
+        ("rdn", detect_rdn),
+        ("rrdn", detect_rrdn),
     ];
     for (name, f) in candidates {
         if hint.is_some_and(|h| h != name) {
@@ -251,6 +267,180 @@ fn detect_mdsr(src: &TensorSource, k: &Keys) -> Option<Result<Detected, String>>
     })())
 }
 
+/// RRDBNet hyper-parameters from canonical-named shapes (after renaming).
+fn rrdb_from(k: &Keys, name: &dyn Fn(&str) -> String) -> Result<Rrdb, String> {
+    let first = name("conv_first.weight");
+    let s =
+        k.shape(&first).filter(|s| s.len() == 4).ok_or_else(|| format!("{first} is not a conv weight"))?;
+    let (f, cin) = (s[0], s[1]);
+    let scale = match cin {
+        3 => 4,
+        12 => 2,
+        48 => 1,
+        _ => {
+            return Err(format!(
+                "{first} reads {cin} channels: RRDBNet reads 3 (x4), 12 (x2, pixel-unshuffled by 2) or 48 (x1, by 4)"
+            ))
+        }
+    };
+    let num_block = k.count(|i| name(&format!("body.{i}.rdb1.conv1.weight")));
+    if num_block == 0 {
+        return Err("no RRDB blocks (body.0.rdb1.conv1.weight)".into());
+    }
+    let grow =
+        k.conv_out(&name("body.0.rdb1.conv1.weight")).ok_or("body.0.rdb1.conv1.weight is not a conv")?;
+    for up in ["conv_up1.weight", "conv_up2.weight", "conv_hr.weight", "conv_last.weight"] {
+        if !k.has(&name(up)) {
+            return Err(format!(
+                "RRDBNet without {} (only the x4 upsampler of BasicSR is supported)",
+                name(up)
+            ));
+        }
+    }
+    if k.has(&name("conv_up3.weight")) {
+        return Err("RRDBNet with conv_up3 (an x8 upsampler) is not supported".into());
+    }
+    Ok(Rrdb { num_feat: f, num_block, num_grow_ch: grow, scale })
+}
+
+fn detect_rrdb(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("conv_first.weight") && k.has("body.0.rdb1.conv1.weight")) {
+        return None;
+    }
+    Some(rrdb_from(k, &|n| n.to_string()).map(|arch| Detected {
+        arch: Arch::Rrdb(arch),
+        layout: Layout::BasicSr,
+        rename: BTreeMap::new(),
+        notes: Vec::new(),
+    }))
+}
+
+/// The original ESRGAN repository's `RRDB_Net` (a `Sequential` named `model`).
+fn detect_esrgan(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("model.0.weight") && k.has("model.1.sub.0.RDB1.conv1.0.weight")) {
+        return None;
+    }
+    let n = k.count(|i| format!("model.1.sub.{i}.RDB1.conv1.0.weight"));
+    let mut rename = BTreeMap::new();
+    let mut map = |canon: String, stored: String| {
+        for sfx in ["weight", "bias"] {
+            rename.insert(format!("{canon}.{sfx}"), format!("{stored}.{sfx}"));
+        }
+    };
+    map("conv_first".into(), "model.0".into());
+    for i in 0..n {
+        for r in 1..=3 {
+            for c in 1..=5 {
+                map(format!("body.{i}.rdb{r}.conv{c}"), format!("model.1.sub.{i}.RDB{r}.conv{c}.0"));
+            }
+        }
+    }
+    map("conv_body".into(), format!("model.1.sub.{n}"));
+    map("conv_up1".into(), "model.3".into());
+    map("conv_up2".into(), "model.6".into());
+    map("conv_hr".into(), "model.8".into());
+    map("conv_last".into(), "model.10".into());
+    let lookup = |c: &str| rename.get(c).cloned().unwrap_or_else(|| c.to_string());
+    Some(rrdb_from(k, &lookup).map(|arch| Detected {
+        arch: Arch::Rrdb(arch),
+        layout: Layout::Esrgan,
+        rename: rename.clone(),
+        notes: Vec::new(),
+    }))
+}
+
+fn detect_upconv7(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("net.0.weight") && k.has("net.12.weight")) {
+        return None;
+    }
+    Some(match k.shape("net.12.weight") {
+        Some([_, 3, 4, 4]) => Ok(Detected {
+            arch: Arch::UpConv7(UpConv7 { scale: 2 }),
+            layout: Layout::Nunif,
+            rename: BTreeMap::new(),
+            notes: Vec::new(),
+        }),
+        s => Err(format!("net.12.weight has shape {s:?}; UpConv7's transposed conv is [C,3,4,4]")),
+    })
+}
+
+fn detect_cunet(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("unet1.conv1.conv.0.weight") && k.has("unet2.conv1.conv.0.weight")) {
+        return None;
+    }
+    let scale = match k.shape("unet1.conv_bottom.weight") {
+        Some([_, 3, 4, 4]) => 2,
+        Some([3, _, 3, 3]) => 1,
+        s => {
+            return Some(Err(format!(
+                "unet1.conv_bottom.weight has shape {s:?}: [64,3,4,4] (x2, transposed conv) or [3,64,3,3] (x1) expected"
+            )))
+        }
+    };
+    Some(Ok(Detected {
+        arch: Arch::Cunet(Cunet { scale }),
+        layout: Layout::Nunif,
+        rename: BTreeMap::new(),
+        notes: Vec::new(),
+    }))
+}
+
+/// `s` for a conv with `3·s²` outputs.
+fn rgb_scale(k: &Keys, name: &str) -> Result<usize, String> {
+    let out = k.conv_out(name).ok_or_else(|| format!("{name} is missing or not a conv weight"))?;
+    (1..=8)
+        .find(|s| 3 * s * s == out)
+        .ok_or_else(|| format!("{name} has {out} outputs, not 3·s² for a scale s"))
+}
+
+fn detect_rdn(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("F_m1.weight") && k.has("F_1_1.weight") && k.has("GFF_1.weight")) {
+        return None;
+    }
+    Some((|| {
+        let g0 = k.conv_out("F_m1.weight").ok_or("F_m1.weight is not a conv")?;
+        let g = k.conv_out("F_1_1.weight").ok_or("F_1_1.weight is not a conv")?;
+        let c = k.count(|i| format!("F_1_{}.weight", i + 1));
+        let d = k.count(|i| format!("F_{}_1.weight", i + 1));
+        let scale = rgb_scale(k, "UPN3.weight")?;
+        let upsampler = match k.shape("SR.weight") {
+            Some([3, i, 3, 3]) if *i == 3 * scale * scale && scale > 1 => RdnUpsampler::Nearest,
+            Some([3, 3, 3, 3]) => RdnUpsampler::Shuffle,
+            s => {
+                return Err(format!(
+                    "SR.weight has shape {s:?}: [3,3*s*s,3,3] (nearest) or [3,3,3,3] (shuffle)"
+                ))
+            }
+        };
+        Ok(Detected {
+            arch: Arch::Rdn(Rdn { c, d, g, g0, scale, upsampler }),
+            layout: Layout::Idealo,
+            rename: BTreeMap::new(),
+            notes: Vec::new(),
+        })
+    })())
+}
+
+fn detect_rrdn(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
+    if !(k.has("Pre_blocks_conv.weight") && k.has("F_1_1_1.weight")) {
+        return None;
+    }
+    Some((|| {
+        let g0 = k.conv_out("Pre_blocks_conv.weight").ok_or("Pre_blocks_conv.weight is not a conv")?;
+        let g = k.conv_out("F_1_1_1.weight").ok_or("F_1_1_1.weight is not a conv")?;
+        let c = k.count(|i| format!("F_1_1_{}.weight", i + 1));
+        let d = k.count(|i| format!("F_1_{}_1.weight", i + 1));
+        let t = k.count(|i| format!("F_{}_1_1.weight", i + 1));
+        let scale = rgb_scale(k, "PreShuffle.weight")?;
+        Ok(Detected {
+            arch: Arch::Rrdn(Rrdn { c, d, g, g0, t, scale, beta: 0.2 }),
+            layout: Layout::Idealo,
+            rename: BTreeMap::new(),
+            notes: vec!["beta (the residual scale) is not stored: using idealo's 0.2 (override with --param beta=...)".into()],
+        })
+    })())
+}
+
 fn detect_edvr(_: &TensorSource, k: &Keys) -> Option<Result<Detected, String>> {
     if !k.has("pcd_align.cas_dcnpack.weight") {
         return None;
@@ -336,6 +526,17 @@ pub(crate) fn validate(arch: &Arch) -> Result<(), String> {
         Arch::Mdsr(a) if a.num_feat == 0 || a.scales.is_empty() => {
             Err("MDSR with no features or scales".into())
         }
+        Arch::Rrdb(a) if a.num_feat == 0 || a.num_grow_ch == 0 || ![1, 2, 4].contains(&a.scale) => {
+            Err(format!("RRDBNet needs features, growth and a scale of 1, 2 or 4 (got x{})", a.scale))
+        }
+        Arch::UpConv7(a) if a.scale != 2 => Err("UpConv7 is always x2".into()),
+        Arch::Rdn(a) if a.c == 0 || a.d == 0 || a.g == 0 || a.g0 == 0 || a.scale == 0 => {
+            Err("RDN needs C, D, G, G0 and a scale".into())
+        }
+        Arch::Rrdn(a) if a.c == 0 || a.d == 0 || a.g == 0 || a.g0 == 0 || a.scale == 0 => {
+            Err("RRDN needs C, D, G, G0 and a scale".into())
+        }
+        Arch::Cunet(a) if a.scale != 1 && a.scale != 2 => Err("CUNet is x1 or x2".into()),
         Arch::Edsr(_) | Arch::Mdsr(_) if scales.iter().any(|&s| !upsampler_scale_ok(s)) => {
             Err(format!("unsupported upsampling scale in {scales:?} (2^n or 3)"))
         }

@@ -29,11 +29,11 @@ fn strided(cin: usize, cout: usize) -> ConvSpec {
 fn predeblur(b: &mut Builder, x: ValueId, f: usize, hr_in: bool) -> Result<ValueId> {
     let mut l1 = b.conv(x, "predeblur.conv_first", f, 3, LRELU)?;
     if hr_in {
-        l1 = b.conv_with(l1, "predeblur.stride_conv_hr1", strided(f, f), LRELU)?;
-        l1 = b.conv_with(l1, "predeblur.stride_conv_hr2", strided(f, f), LRELU)?;
+        l1 = b.conv_spec(l1, "predeblur.stride_conv_hr1", strided(f, f), LRELU)?;
+        l1 = b.conv_spec(l1, "predeblur.stride_conv_hr2", strided(f, f), LRELU)?;
     }
-    let l2 = b.conv_with(l1, "predeblur.stride_conv_l2", strided(f, f), LRELU)?;
-    let l3 = b.conv_with(l2, "predeblur.stride_conv_l3", strided(f, f), LRELU)?;
+    let l2 = b.conv_spec(l1, "predeblur.stride_conv_l2", strided(f, f), LRELU)?;
+    let l3 = b.conv_spec(l2, "predeblur.stride_conv_l3", strided(f, f), LRELU)?;
     let l3 = b.res_block(l3, "predeblur.resblock_l3.conv1", "predeblur.resblock_l3.conv2", 3, 1.0)?;
     let l3 = b.graph.upsample_bilinear(l3, 2, 1.0);
     let l2 = b.res_block(l2, "predeblur.resblock_l2_1.conv1", "predeblur.resblock_l2_1.conv2", 3, 1.0)?;
@@ -81,9 +81,9 @@ pub(crate) fn build_frame(b: &mut Builder, a: &Edvr) -> Result<()> {
             1.0,
         )?;
     }
-    let l2 = b.conv_with(l1, "conv_l2_1", strided(f, f), LRELU)?;
+    let l2 = b.conv_spec(l1, "conv_l2_1", strided(f, f), LRELU)?;
     let l2 = b.conv(l2, "conv_l2_2", f, 3, LRELU)?;
-    let l3 = b.conv_with(l2, "conv_l3_1", strided(f, f), LRELU)?;
+    let l3 = b.conv_spec(l2, "conv_l3_1", strided(f, f), LRELU)?;
     let l3 = b.conv(l3, "conv_l3_2", f, 3, LRELU)?;
     b.graph.set_outputs(&[l1, l2, l3]);
     Ok(())

@@ -6,15 +6,22 @@ pub mod detect;
 mod edsr;
 mod edvr;
 mod mdsr;
+mod ncnn;
 mod network;
+mod rdn;
 pub mod registry;
+mod rrdb;
 pub mod source;
 mod srvgg;
 mod tdan;
 pub mod video;
+mod waifu2x;
 
-pub use arch::{Arch, Edsr, Edvr, Layout, Mdsr, MeanShift, Srvgg, SrvggAct, Tdan};
-pub use network::Network;
+pub use arch::{
+    Arch, Cunet, Edsr, Edvr, Layout, Mdsr, MeanShift, Rdn, RdnUpsampler, Rrdb, Rrdn, Srvgg, SrvggAct, Tdan,
+    UpConv7,
+};
+pub use network::{EdgeMode, Network};
 pub use video::{EdgePolicy, VideoNetwork};
 
 use crate::cpu::CpuLevel;
@@ -66,6 +73,12 @@ impl Model {
     }
 
     pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Model> {
+        let is_ncnn_name = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("param"))
+            || (path.extension().is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+                && path.with_extension("param").is_file());
+        if is_ncnn_name {
+            return Model::open_ncnn(path, opts);
+        }
         let mut head = Vec::with_capacity(512);
         {
             use std::io::Read;
@@ -74,6 +87,9 @@ impl Model {
             if head.len() < 8 {
                 return Err(Error::format(path, "file too short to be a model"));
             }
+        }
+        if crate::weights::ncnn::looks_like_param(&head) {
+            return Model::open_ncnn(path, opts);
         }
         if crate::weights::pth::looks_like_pth(&head) {
             let pth = crate::weights::pth::read_pth(path)?;
@@ -95,6 +111,22 @@ impl Model {
             }
             _ => Model::detect(src, opts),
         }
+    }
+
+    /// An ncnn `.param` + `.bin` pair (given either file), mapped onto our architectures.
+    fn open_ncnn(path: &Path, opts: &OpenOptions) -> Result<Model> {
+        Model::from_ncnn(&crate::weights::ncnn::read(path)?, opts)
+    }
+
+    /// A model from an ncnn graph already read (see [`crate::weights::ncnn`]).
+    pub fn from_ncnn(nm: &crate::weights::ncnn::Model, opts: &OpenOptions) -> Result<Model> {
+        let imp = ncnn::import(nm)?;
+        let mut o = opts.clone();
+        o.params = imp.params.iter().cloned().chain(opts.params.iter().cloned()).collect();
+        let mut m = Model::from_state_dict(&nm.param_path, imp.state, &o)?;
+        m.layout = Some(Layout::Ncnn);
+        m.notes.splice(0..0, imp.notes);
+        Ok(m)
     }
 
     /// Build from tensors already in memory (a checkpoint read by an importer).
@@ -143,31 +175,40 @@ impl Model {
 
     fn build_inner(&self, level: CpuLevel, scale: Option<usize>) -> Result<(Network, Vec<String>)> {
         let scale = self.arch.resolve_scale(scale)?;
-        if self.arch.is_video() {
-            return Err(Error::Model(format!(
+        let mut b = build::Builder::new(&self.src, level, 3);
+        self.build_graph(&mut b, scale)?;
+        let identity = vec![(1.0, 0.0); 3];
+        let (in_affine, out_affine) = match &self.arch {
+            Arch::Edsr(Edsr { norm, .. }) | Arch::Mdsr(Mdsr { norm, .. }) => {
+                (norm.input_affine(), norm.output_affine())
+            }
+            _ => (identity.clone(), identity),
+        };
+        let edge = match &self.arch {
+            // Real-ESRGAN pads to a multiple of the unshuffle factor by reflection.
+            Arch::Rrdb(_) => EdgeMode::Reflect,
+            _ => EdgeMode::Replicate,
+        };
+        let used = b.used;
+        Ok((Network::new(b.graph, scale, level, in_affine, out_affine, edge)?, used))
+    }
+
+    fn build_graph(&self, b: &mut build::Builder, scale: usize) -> Result<()> {
+        match &self.arch {
+            Arch::Srvgg(a) => srvgg::build(b, a),
+            Arch::Edsr(a) => edsr::build(b, a),
+            Arch::Mdsr(a) => mdsr::build(b, a, scale),
+            Arch::Rrdb(a) => rrdb::build(b, a),
+            Arch::UpConv7(a) => waifu2x::build_upconv7(b, a),
+            Arch::Cunet(a) => waifu2x::build_cunet(b, a),
+            Arch::Rdn(a) => rdn::build_rdn(b, a),
+            Arch::Rrdn(a) => rdn::build_rrdn(b, a),
+            Arch::Edvr(_) | Arch::Tdan(_) => Err(Error::Model(format!(
                 "{} is a video model (it needs a window of {} frames): run it with `superres video`",
                 self.arch.name().to_uppercase(),
                 self.arch.num_frames()
-            )));
+            ))),
         }
-        let mut b = build::Builder::new(&self.src, level, 3);
-        let (in_affine, out_affine) = match &self.arch {
-            Arch::Srvgg(a) => {
-                srvgg::build(&mut b, a)?;
-                (vec![(1.0, 0.0); 3], vec![(1.0, 0.0); 3])
-            }
-            Arch::Edsr(a) => {
-                edsr::build(&mut b, a)?;
-                (a.norm.input_affine(), a.norm.output_affine())
-            }
-            Arch::Mdsr(a) => {
-                mdsr::build(&mut b, a, scale)?;
-                (a.norm.input_affine(), a.norm.output_affine())
-            }
-            Arch::Edvr(_) | Arch::Tdan(_) => unreachable!("video models return above"),
-        };
-        let used = b.used;
-        Ok((Network { graph: b.graph, scale, level, in_affine, out_affine }, used))
     }
 
     /// Prepare a video network (EDVR, TDAN) for `level`.
@@ -229,16 +270,7 @@ impl Model {
         let scale = self.arch.resolve_scale(scale)?;
         let mut b = build::Builder::new(&self.src, CpuLevel::Portable, 3);
         b.shape_only = true;
-        match &self.arch {
-            Arch::Srvgg(a) => srvgg::build(&mut b, a)?,
-            Arch::Edsr(a) => edsr::build(&mut b, a)?,
-            Arch::Mdsr(a) => mdsr::build(&mut b, a, scale)?,
-            Arch::Edvr(_) | Arch::Tdan(_) => {
-                return Err(Error::Model(
-                    "a video model has a frame and a window graph: use Model::shape_video".into(),
-                ))
-            }
-        }
+        self.build_graph(&mut b, scale)?;
         Ok(b.graph)
     }
 

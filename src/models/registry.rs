@@ -59,6 +59,45 @@ pub fn shipped() -> Vec<Shipped> {
     out
 }
 
+/// Noise-reduction levels shipped for a model family: `{name}-noise{N}` files (waifu2x ships one
+/// model per level).
+pub fn noise_levels(name: &str) -> Vec<u8> {
+    let prefix = format!("{name}-noise");
+    let mut v: Vec<u8> =
+        shipped().iter().filter_map(|s| s.name.strip_prefix(&prefix).and_then(|n| n.parse().ok())).collect();
+    v.sort_unstable();
+    v
+}
+
+/// Resolve `-m NAME --noise N`: the family's `NAME-noiseN` variant; `-1` (no noise reduction) is
+/// `NAME` itself; without `--noise`, as [`resolve`].
+pub fn resolve_variant(name_or_path: &str, noise: Option<i32>) -> Result<PathBuf> {
+    let Some(n) = noise else { return resolve(name_or_path) };
+    if n == -1 {
+        return resolve(name_or_path);
+    }
+    let levels = noise_levels(name_or_path);
+    if levels.is_empty() {
+        return Err(Error::Usage(format!(
+            "--noise {n}: '{name_or_path}' has no noise-reduction variants (model families with them: {})",
+            families().join(", ")
+        )));
+    }
+    match u8::try_from(n).ok().filter(|l| levels.contains(l)) {
+        Some(l) => resolve(&format!("{name_or_path}-noise{l}")),
+        None => Err(Error::Usage(format!(
+            "--noise {n}: '{name_or_path}' has noise levels {} (and -1 for none)",
+            levels.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Shipped models that have `-noiseN` variants.
+pub fn families() -> Vec<String> {
+    let list = shipped();
+    list.iter().filter(|s| !noise_levels(&s.name).is_empty()).map(|s| s.name.clone()).collect()
+}
+
 /// Resolve `-m` : an existing path, or the name of a shipped model.
 pub fn resolve(name_or_path: &str) -> Result<PathBuf> {
     let p = Path::new(name_or_path);

@@ -3,10 +3,12 @@
 
 pub mod batch;
 pub mod cancel;
+pub mod chain;
 pub mod tile;
 pub mod tta;
 pub mod upscale;
 pub mod video;
 
+pub use chain::Chain;
 pub use tta::{Dihedral, Ensemble};
 pub use upscale::{AlphaMode, OutputImage, UpscaleOptions, Upscaler};

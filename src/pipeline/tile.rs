@@ -2,6 +2,11 @@
 //! rectangle of the image; the owned rectangles cover the image exactly once, and each is run with
 //! up to `pad` pixels of real context on every side (clipped at the image edge, where the network
 //! sees the same zero padding as on a whole image).
+//!
+//! For networks that need their input size to be a multiple of `align` (strided U-Nets,
+//! pixel-unshuffle), the image is thought of as extended to the next multiple (with made-up edge
+//! pixels, see [`crate::models::EdgeMode`]), and every tile's run rectangle starts and ends on
+//! multiples of `align`, so each tile sees the same down-sampling grid as the whole image.
 
 /// A tile: the owned rectangle `[y0, y1) x [x0, x1)` and the padded rectangle that is run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +34,17 @@ impl Tile {
 /// Tiles of at most `tile x tile` owned pixels (`tile == 0` or larger than the image: one tile),
 /// in row-major order.
 pub fn tiles(h: usize, w: usize, tile: usize, pad: usize) -> Vec<Tile> {
-    let th = if tile == 0 { h.max(1) } else { tile };
-    let tw = if tile == 0 { w.max(1) } else { tile };
+    tiles_aligned(h, w, tile, pad, 1)
+}
+
+/// As [`tiles`], with tile edges, context and run rectangles in multiples of `align` (`tile` and
+/// `pad` are rounded up to one); run rectangles may extend past the image to the next multiple.
+pub fn tiles_aligned(h: usize, w: usize, tile: usize, pad: usize, align: usize) -> Vec<Tile> {
+    let a = align.max(1);
+    let pad = pad.next_multiple_of(a);
+    let (ha, wa) = (h.next_multiple_of(a), w.next_multiple_of(a));
+    let th = if tile == 0 { ha.max(1) } else { tile.next_multiple_of(a) };
+    let tw = if tile == 0 { wa.max(1) } else { tile.next_multiple_of(a) };
     let mut out = Vec::new();
     for y0 in (0..h).step_by(th) {
         let y1 = (y0 + th).min(h);
@@ -42,9 +56,9 @@ pub fn tiles(h: usize, w: usize, tile: usize, pad: usize) -> Vec<Tile> {
                 x0,
                 x1,
                 py0: y0.saturating_sub(pad),
-                py1: (y1 + pad).min(h),
+                py1: (y1.next_multiple_of(a) + pad).min(ha),
                 px0: x0.saturating_sub(pad),
-                px1: (x1 + pad).min(w),
+                px1: (x1.next_multiple_of(a) + pad).min(wa),
             });
         }
     }
@@ -67,6 +81,25 @@ mod tests {
                 if tile > 0 {
                     prop_assert!(t.y1 - t.y0 <= tile && t.x1 - t.x0 <= tile);
                 }
+                for y in t.y0..t.y1 {
+                    for x in t.x0..t.x1 {
+                        count[y * w + x] += 1;
+                    }
+                }
+            }
+            prop_assert!(count.iter().all(|&c| c == 1));
+        }
+
+        #[test]
+        fn aligned_tiles_run_on_the_grid(h in 1usize..70, w in 1usize..70, tile in 0usize..30, pad in 0usize..9,
+                                         align in proptest::sample::select(vec![1usize, 2, 4])) {
+            let mut count = vec![0u8; h * w];
+            for t in tiles_aligned(h, w, tile, pad, align) {
+                for v in [t.py0, t.py1, t.px0, t.px1] {
+                    prop_assert_eq!(v % align, 0);
+                }
+                prop_assert!(t.py0 <= t.y0 && t.y1 <= t.py1 && t.py1 <= h.next_multiple_of(align));
+                prop_assert!(t.y0 - t.py0 >= pad.min(t.y0));
                 for y in t.y0..t.y1 {
                     for x in t.x0..t.x1 {
                         count[y * w + x] += 1;

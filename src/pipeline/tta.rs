@@ -379,13 +379,15 @@ mod tests {
                 g.conv(x, c)
             };
             g.shuffle_add_nearest(h, x, s);
-            Network {
-                graph: g,
-                scale: s,
+            Network::new(
+                g,
+                s,
                 level,
-                in_affine: vec![(1.0, 0.0); 3],
-                out_affine: vec![(1.0, 0.0); 3],
-            }
+                vec![(1.0, 0.0); 3],
+                vec![(1.0, 0.0); 3],
+                crate::models::EdgeMode::Replicate,
+            )
+            .expect("a valid test network")
         }
 
         #[test]

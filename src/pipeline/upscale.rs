@@ -3,7 +3,7 @@
 //! so no full-size float copy of either image ever exists.
 
 use super::cancel;
-use super::tile::{tiles, Tile};
+use super::tile::{tiles_aligned, Tile};
 use super::tta::{Dihedral, Ensemble};
 use crate::error::{Error, Result};
 use crate::graph::{Arena, Plan};
@@ -121,9 +121,25 @@ impl Upscaler {
         &self.opts
     }
 
-    /// Context margin used around tiles.
+    /// Output bits per sample (`None`: the input's).
+    pub fn set_depth(&mut self, depth: Option<u8>) {
+        self.opts.depth = depth;
+    }
+
+    /// Context around tiles beyond the network's own pre-padding: the receptive field less the
+    /// pre-padding unless set, in multiples of the network's alignment.
     pub fn tile_pad(&self) -> usize {
-        self.opts.tile_pad.unwrap_or_else(|| self.net.receptive_field())
+        self.opts.tile_pad.unwrap_or_else(|| self.net.tile_context()).next_multiple_of(self.net.align())
+    }
+
+    fn tiles(&self, h: usize, w: usize) -> Vec<Tile> {
+        tiles_aligned(h, w, self.tile_size(h, w), self.tile_pad(), self.net.align())
+    }
+
+    /// The network input for a padded tile: grown by the pre-padding on each side.
+    fn input_dims(&self, ph: usize, pw: usize) -> (usize, usize) {
+        let m = self.net.margin();
+        (ph + 2 * m, pw + 2 * m)
     }
 
     /// The owned tile edge used for an `h x w` image (0 = the whole image in one piece).
@@ -151,10 +167,11 @@ impl Upscaler {
         lo * 16
     }
 
-    /// Working bytes of one padded `th x tw` tile: the activations, plus the f32 sums of a
+    /// Working bytes of one `th x tw` region of the image: the activations, plus the f32 sums of a
     /// self-ensemble (bounded by the tile, never the whole image).
     fn tile_bytes(&self, th: usize, tw: usize) -> usize {
-        let Ok(plan) = self.net.plan(th, tw) else { return usize::MAX };
+        let (ih, iw) = self.net.input_size(th, tw);
+        let Ok(plan) = self.net.plan(ih, iw) else { return usize::MAX };
         let s = self.net.scale();
         let sums = if self.opts.tta.is_plain() { 0 } else { th * s * tw * s * 3 * 4 };
         plan.arena_bytes().saturating_add(sums)
@@ -163,8 +180,7 @@ impl Upscaler {
     /// Peak working bytes (activations, and self-ensemble sums) for an `h x w` image with the
     /// chosen tiling.
     pub fn working_bytes(&self, h: usize, w: usize) -> usize {
-        let pad = self.tile_pad();
-        tiles(h, w, self.tile_size(h, w), pad)
+        self.tiles(h, w)
             .iter()
             .map(|t| self.tile_bytes(t.padded_h(), t.padded_w()))
             .filter(|&b| b != usize::MAX)
@@ -219,8 +235,7 @@ impl Upscaler {
         if has_alpha && self.opts.alpha == AlphaMode::Model {
             passes.push(Route::Alpha);
         }
-        let tile = self.tile_size(h, w);
-        let tl = tiles(h, w, tile, self.tile_pad());
+        let tl = self.tiles(h, w);
         let total = tl.len() * passes.len();
         let mut done = 0;
         for route in passes {
@@ -249,7 +264,7 @@ impl Upscaler {
         out: &mut Samples,
         c: usize,
     ) -> Result<()> {
-        let key = (t.padded_h(), t.padded_w());
+        let key = self.input_dims(t.padded_h(), t.padded_w());
         self.ensure_plan(key)?;
         let plan = &self.plans[&key];
         let w = img.width as usize;
@@ -257,8 +272,10 @@ impl Upscaler {
         let src_ch = route.sources(c);
         let in_aff = self.net.input_affine().to_vec();
         let out_aff = self.net.output_affine().to_vec();
-        let fill =
-            |buf: &mut [f32], l: &Layout| fill_tile(buf, l, img, t, Dihedral::IDENTITY, src_ch, &in_aff);
+        let edge = self.edge(img);
+        let fill = |buf: &mut [f32], l: &Layout| {
+            fill_tile(buf, l, img, &edge, t, Dihedral::IDENTITY, src_ch, &in_aff)
+        };
         let ow = w * s;
         let read = |buf: &[f32], l: &Layout| match out {
             Samples::U8(o) => read_tile(buf, l, o, ow, c, t, s, route, &out_aff, 255.0),
@@ -266,6 +283,15 @@ impl Upscaler {
         };
         self.net.run_with(plan, &mut self.arena, fill, read);
         Ok(())
+    }
+
+    fn edge(&self, img: &ImageView) -> Edge {
+        Edge {
+            mode: self.net.edge_mode(),
+            margin: self.net.margin(),
+            h: img.height as usize,
+            w: img.width as usize,
+        }
     }
 
     fn ensure_plan(&mut self, key: (usize, usize)) -> Result<()> {
@@ -299,11 +325,13 @@ impl Upscaler {
         let out_aff = self.net.output_affine().to_vec();
         let mut sums = vec![0f32; oh * ow * 3];
         let transforms = self.opts.tta.transforms().to_vec();
+        let edge = self.edge(img);
+        let (ih, iw) = self.input_dims(ph, pw);
         for &d in &transforms {
-            let key = d.dims(ph, pw);
+            let key = d.dims(ih, iw);
             self.ensure_plan(key)?;
             let plan = &self.plans[&key];
-            let fill = |buf: &mut [f32], l: &Layout| fill_tile(buf, l, img, t, d, src_ch, &in_aff);
+            let fill = |buf: &mut [f32], l: &Layout| fill_tile(buf, l, img, &edge, t, d, src_ch, &in_aff);
             let add = |buf: &[f32], l: &Layout| {
                 sums.par_chunks_mut(ow * 3).enumerate().for_each(|(i, row)| {
                     for j in 0..ow {
@@ -384,21 +412,32 @@ pub(crate) fn quantize(v: f32, max: f32) -> f32 {
     (v.clamp(0.0, 1.0) * max).round_ties_even()
 }
 
-/// Fill the network input with the padded tile, transformed by `d` (the buffer's layout has the
-/// transformed size).
+/// Where a tile's network input comes from: its run rectangle grown by the network's pre-padding,
+/// with coordinates outside the image mapped back in by the edge mode.
+struct Edge {
+    mode: crate::models::EdgeMode,
+    margin: usize,
+    h: usize,
+    w: usize,
+}
+
+/// Fill the network input with the padded tile grown by the pre-padding, transformed by `d` (the
+/// buffer's layout has the transformed size).
+#[allow(clippy::too_many_arguments)]
 fn fill_tile(
     buf: &mut [f32],
     l: &Layout,
     img: &ImageView,
+    e: &Edge,
     t: &Tile,
     d: Dihedral,
     src_ch: [usize; 3],
     aff: &[(f32, f32)],
 ) {
-    let (w, c) = (img.width as usize, img.channels as usize);
+    let c = img.channels as usize;
     match img.samples {
-        SamplesRef::U8(px) => fill_samples(buf, l, px, w, c, t, d, src_ch, aff, 1.0 / 255.0),
-        SamplesRef::U16(px) => fill_samples(buf, l, px, w, c, t, d, src_ch, aff, 1.0 / 65535.0),
+        SamplesRef::U8(px) => fill_samples(buf, l, px, e, c, t, d, src_ch, aff, 1.0 / 255.0),
+        SamplesRef::U16(px) => fill_samples(buf, l, px, e, c, t, d, src_ch, aff, 1.0 / 65535.0),
     }
 }
 
@@ -407,7 +446,7 @@ fn fill_samples<T: Sample>(
     buf: &mut [f32],
     l: &Layout,
     px: &[T],
-    w: usize,
+    e: &Edge,
     c: usize,
     t: &Tile,
     d: Dihedral,
@@ -415,13 +454,18 @@ fn fill_samples<T: Sample>(
     aff: &[(f32, f32)],
     inv_max: f32,
 ) {
-    let (ph, pw) = (t.padded_h(), t.padded_w());
+    let m = e.margin;
+    let (rh, rw) = (t.padded_h() + 2 * m, t.padded_w() + 2 * m);
+    let cols: Vec<usize> =
+        (0..rw).map(|j| e.mode.index(t.px0 as isize - m as isize + j as isize, e.w)).collect();
+    let rows: Vec<usize> =
+        (0..rh).map(|i| e.mode.index(t.py0 as isize - m as isize + i as isize, e.h)).collect();
     for ty in 0..l.h {
         for tx in 0..l.w {
             let o = l.offset(ty as isize, tx as isize) as usize;
-            let (sy, sx) = d.source(ty, tx, ph, pw);
-            let (y, x) = (t.py0 + sy, t.px0 + sx);
-            let p = &px[(y * w + x) * c..];
+            let (si, sj) = d.source(ty, tx, rh, rw);
+            let (y, x) = (rows[si], cols[sj]);
+            let p = &px[(y * e.w + x) * c..];
             for k in 0..3 {
                 let (a, b) = aff[k];
                 buf[o + k] = a * (p[src_ch[k]].to_f32() * inv_max) + b;

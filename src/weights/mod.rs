@@ -3,6 +3,7 @@
 //! Readers (safetensors, PyTorch .pth) produce a [`StateDict`]; architecture detection and model
 //! builders consume it.
 
+pub mod ncnn;
 pub mod pth;
 
 use std::collections::BTreeMap;

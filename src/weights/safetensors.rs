@@ -235,12 +235,13 @@ pub fn write(
             metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
         header.insert("__metadata__".into(), serde_json::Value::Object(m));
     }
+    // The format allows no holes in the data section, so tensors are not padded; instead they are
+    // stored widest element type first (stable within a type), which keeps every tensor aligned to
+    // its element size (the data section starts 8-byte aligned), as the reference implementation does.
+    let mut order: Vec<&(String, TensorData)> = tensors.iter().collect();
+    order.sort_by_key(|(_, t)| std::cmp::Reverse(t.dtype.size()));
     let mut offset = 0usize;
-    let mut padded = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        // Align every tensor to 8 bytes within the data section as well.
-        let pad = (8 - offset % 8) % 8;
-        offset += pad;
+    for (name, t) in &order {
         header.insert(
             name.clone(),
             serde_json::json!({
@@ -249,7 +250,6 @@ pub fn write(
                 "data_offsets": [offset, offset + t.bytes.len()],
             }),
         );
-        padded.push(pad);
         offset += t.bytes.len();
     }
     let mut json = serde_json::to_vec(&serde_json::Value::Object(header)).map_err(std::io::Error::other)?;
@@ -258,8 +258,7 @@ pub fn write(
     }
     w.write_all(&(json.len() as u64).to_le_bytes())?;
     w.write_all(&json)?;
-    for ((_, t), pad) in tensors.iter().zip(padded) {
-        w.write_all(&[0u8; 8][..pad])?;
+    for (_, t) in order {
         w.write_all(&t.bytes)?;
     }
     Ok(())
@@ -294,7 +293,13 @@ mod tests {
         assert!(matches!(st.f32("w").unwrap(), Cow::Borrowed(_)) || cfg!(target_endian = "big"));
         assert_eq!(st.header().data_start % 8, 0);
         let names: Vec<_> = st.header().tensors.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["b", "a", "w"]);
+        // Widest element type first, and no holes between tensors (the format forbids them).
+        assert_eq!(names, ["b", "w", "a"]);
+        let mut end = 0;
+        for t in &st.header().tensors {
+            assert_eq!(t.begin, end, "{} does not follow the previous tensor", t.name);
+            end = t.end;
+        }
         assert!(matches!(st.f32("zz"), Err(Error::Tensor { .. })));
     }
 

@@ -109,7 +109,10 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
             .map_err(|e| Error::Usage(format!("cannot start {n} threads: {e}")))?;
     }
     let tta = a.tta.ensemble()?;
-    let name = a.model.model.clone();
+    if a.model.model.len() > 1 {
+        return Err(Error::Usage("eval takes one model (-m given more than once)".into()));
+    }
+    let name = a.model.model.first().cloned();
     let (input, mut up, bicubic) = match (&a.lr, &a.sr) {
         (Some(lr), None) => {
             let Some(name) = name else {

@@ -73,8 +73,8 @@ fn info_json(info: &ModelInfo, path: &str) -> serde_json::Value {
 
 pub fn info(a: InfoArgs) -> Result<ExitCode> {
     let mut margs = a.opts.clone();
-    if a.model.is_some() {
-        margs.model = a.model.clone();
+    if let Some(m) = &a.model {
+        margs.model = vec![m.clone()];
     }
     let model = margs.open()?;
     let info = model.info();
@@ -114,7 +114,15 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
             continue;
         }
         let g = model.shape_graph(Some(s))?;
-        let plan = superres::graph::Plan::new(&g, h, w)
+        // The graph's input: the image rounded up to its alignment plus its pre-padding.
+        let (ih, iw) = match g.geometry() {
+            Some(geo) => (
+                h.next_multiple_of(geo.align) + 2 * geo.margin,
+                w.next_multiple_of(geo.align) + 2 * geo.margin,
+            ),
+            None => (h, w),
+        };
+        let plan = superres::graph::Plan::new(&g, ih, iw)
             .ok_or_else(|| Error::Usage(format!("{w}x{h} is too small for this model")))?;
         let weights: usize = model.info().parameters as usize * 4;
         mem.push(serde_json::json!({
@@ -195,6 +203,7 @@ pub fn models(a: ModelsArgs) -> Result<ExitCode> {
                     "name": s.name, "path": s.path.display().to_string(), "arch": i.arch,
                     "description": i.description, "scales": i.scales, "parameters": i.parameters,
                     "default": s.name == registry::DEFAULT_MODEL,
+                    "noise_levels": registry::noise_levels(&s.name),
                 })
             }
             Err(e) => {
@@ -216,11 +225,19 @@ pub fn models(a: ModelsArgs) -> Result<ExitCode> {
             Some(e) => {
                 println!("{:<28} error: {}", r["name"].as_str().unwrap_or(""), e.as_str().unwrap_or(""))
             }
-            None => println!(
-                "{:<28} {}{star}",
-                r["name"].as_str().unwrap_or(""),
-                r["description"].as_str().unwrap_or("")
-            ),
+            None => {
+                let name = r["name"].as_str().unwrap_or("");
+                let levels = registry::noise_levels(name);
+                let noise = if levels.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " [--noise {}]",
+                        levels.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("/")
+                    )
+                };
+                println!("{:<30} {}{star}{noise}", name, r["description"].as_str().unwrap_or(""))
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -46,9 +46,13 @@ enum Command {
 /// Options shared by every command that loads a model.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Model: a shipped model name (see `superres models`) or a file (.safetensors, .pth).
+    /// Model: a shipped model name (see `superres models`) or a file (.safetensors, .pth, ncnn
+    /// .param). Repeat to chain models (`-m denoise -m upscale`).
     #[arg(short = 'm', long = "model", value_name = "MODEL")]
-    pub model: Option<String>,
+    pub model: Vec<String>,
+    /// Noise-reduction level of a model family with variants (waifu2x: 0-3, -1 for none).
+    #[arg(short = 'n', long, value_name = "N", allow_hyphen_values = true)]
+    pub noise: Option<i32>,
     /// Force the architecture instead of detecting it from the weights.
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<String>,
@@ -90,11 +94,39 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 }
 
 impl ModelArgs {
+    /// The one model named (commands that take a single model).
     pub fn open(&self) -> superres::Result<superres::models::Model> {
-        let name = self.model.as_deref().unwrap_or(superres::models::registry::DEFAULT_MODEL);
-        let path = superres::models::registry::resolve(name)?;
+        if self.model.len() > 1 {
+            return Err(superres::Error::Usage(
+                "this command takes one model (-m given more than once)".into(),
+            ));
+        }
+        Ok(self.open_all()?.remove(0))
+    }
+
+    /// Every model named, in order (the default model if none). `--noise` picks the variant of each
+    /// model that is a family with noise levels; it is an error if none is.
+    pub fn open_all(&self) -> superres::Result<Vec<superres::models::Model>> {
+        use superres::models::registry;
+        let names: Vec<&str> = if self.model.is_empty() {
+            vec![registry::DEFAULT_MODEL]
+        } else {
+            self.model.iter().map(|s| s.as_str()).collect()
+        };
         let opts = superres::models::OpenOptions { arch: self.arch.clone(), params: self.params.clone() };
-        superres::models::Model::open_with(&path, &opts)
+        let has_levels: Vec<bool> = names.iter().map(|n| !registry::noise_levels(n).is_empty()).collect();
+        if self.noise.is_some_and(|n| n != -1) && !has_levels.iter().any(|&h| h) {
+            // Let the registry explain what has noise levels.
+            registry::resolve_variant(names[0], self.noise)?;
+        }
+        names
+            .iter()
+            .zip(has_levels)
+            .map(|(name, levels)| {
+                let path = registry::resolve_variant(name, if levels { self.noise } else { None })?;
+                superres::models::Model::open_with(&path, &opts)
+            })
+            .collect()
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use superres::io::image::{self as img, DecodeLimits, EncodeOptions, OutFormat};
 use superres::pipeline::batch::{self, Job, Sink, Source};
-use superres::pipeline::{AlphaMode, UpscaleOptions, Upscaler};
+use superres::pipeline::{AlphaMode, Chain, UpscaleOptions, Upscaler};
 use superres::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -62,6 +62,10 @@ pub struct UpscaleArgs {
     pub max_pixels: Option<u64>,
     #[command(flatten)]
     pub tta: TtaArgs,
+    /// Output scale other than the model's own (e.g. 2 with a x4 model): the model runs at its
+    /// native scale, then the result is resampled with Lanczos-3 to floor(outscale x input size).
+    #[arg(long, value_name = "X")]
+    pub outscale: Option<f64>,
 }
 
 pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
@@ -91,9 +95,14 @@ pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
         eo.quality = a.quality;
         eo.check(1, 1, 3, opts.depth.unwrap_or(8))?;
     }
-    let model = a.model.open()?;
-    let net = model.build(cpu_level(), a.model.scale)?;
-    let mut up = Upscaler::new(net, opts);
+    let level = cpu_level();
+    let mut stages = Vec::new();
+    for model in a.model.open_all()? {
+        // --scale picks among a multi-scale model's scales; single-scale models ignore it when chained.
+        let scale = a.model.scale.filter(|s| a.model.model.len() <= 1 || model.arch().scales().contains(s));
+        stages.push(Upscaler::new(model.build(level, scale)?, opts.clone()));
+    }
+    let mut up = Chain::new(stages, a.outscale, opts.depth)?;
     let limits = DecodeLimits { max_pixels: a.max_pixels.unwrap_or(DecodeLimits::default().max_pixels) };
 
     let mut progress = Progress::new(a.json, a.quiet, jobs.len());
@@ -135,7 +144,7 @@ pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
 }
 
 fn process(
-    up: &mut Upscaler,
+    up: &mut Chain,
     job: &Job,
     limits: &DecodeLimits,
     quality: Option<u8>,
@@ -153,9 +162,9 @@ fn process(
     eo.quality = quality;
     eo.icc = decoded.icc.clone();
     // Refuse before spending the compute if this image cannot be written as asked.
-    let s = up.network().scale() as u32;
-    let depth = up.options().depth.unwrap_or(decoded.bit_depth());
-    eo.check(decoded.width.saturating_mul(s), decoded.height.saturating_mul(s), decoded.channels, depth)?;
+    let depth = up.depth().unwrap_or(decoded.bit_depth());
+    let (ow, oh) = up.output_size(decoded.width, decoded.height);
+    eo.check(ow, oh, decoded.channels, depth)?;
     let name = job.source.display();
     let start = Instant::now();
     let out = up.upscale_with_progress(&decoded.view(), &mut |d, t| progress.tiles(&name, d, t, start))?;

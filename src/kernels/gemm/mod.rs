@@ -63,7 +63,9 @@ pub enum Activation {
 }
 
 /// What happens to an accumulator tile before it is stored:
-/// `y = act(acc + bias)`, then `out = residual + res_scale · y` when a residual is given.
+/// `y = act(acc + bias)`, then `out = residual + res_scale · y` when a residual is given, then
+/// `out = residual2 + res2_scale · out` when a second residual is given (the scale of the second
+/// residual lives in `Ops::res2_scale`, its rows in `Line::res2`).
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
     /// Length at least the packed width of B (padded columns are read, never stored).
@@ -108,6 +110,9 @@ pub(crate) struct Line {
     /// Null when there is no residual.
     pub res: *const f32,
     pub res_rs: isize,
+    /// Second residual (applied after the first), null when there is none.
+    pub res2: *const f32,
+    pub res2_rs: isize,
 }
 
 /// Everything about B and the epilogue that is fixed for a whole GEMM.
@@ -119,6 +124,8 @@ pub(crate) struct Ops<'a> {
     pub prelu: *const f32,
     pub act: Activation,
     pub res_scale: f32,
+    /// Scale of the second residual (see [`Epilogue`]); used only where a line has `res2`.
+    pub res2_scale: f32,
 }
 
 // SAFETY: the pointers refer to read-only bias/slope data that outlives the GEMM.
@@ -143,6 +150,7 @@ impl<'a> Ops<'a> {
             prelu: ep.prelu.map_or(std::ptr::null(), |s| s.as_ptr()),
             act: ep.act,
             res_scale: ep.res_scale,
+            res2_scale: 1.0,
         }
     }
 }
@@ -171,6 +179,15 @@ pub(crate) struct SendPtr<T>(pub *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer; calling this (rather than reading `.0`) makes a closure capture the whole
+    /// `SendPtr`, which is `Send`, instead of the raw pointer field.
+    #[inline(always)]
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}
 
 /// `C[m x n] = epilogue(A[m x k] · B)` for row-major A (leading dimension `lda`) and C (`ldc`), with
 /// B already packed. Rows are split across the current rayon pool.
@@ -213,6 +230,8 @@ pub fn sgemm_packed(
             c_rs: ldc as isize,
             res: std::ptr::null(),
             res_rs: 0,
+            res2: std::ptr::null(),
+            res2_rs: 0,
         };
         // SAFETY: bounds checked above; the level matches the packing (asserted in debug).
         unsafe { run_line(level, &line, &ops, 0..b.panels()) }

@@ -36,10 +36,18 @@ struct Case {
     act: Activation,
     bias: bool,
     residual: Option<f32>,
+    /// Second residual scale: `res2 + s2·(res + s·y)`.
+    residual2: Option<f32>,
 }
 
-/// Reference: act(A·B + bias), then res + scale·y.
+/// The second residual's values: derived from the first so the signature stays small.
+fn res2_of(res: &[f32]) -> Vec<f32> {
+    res.iter().rev().map(|v| v * 0.5 + 0.25).collect()
+}
+
+/// Reference: act(A·B + bias), then res + scale·y, then res2 + scale2·that.
 fn reference(case: &Case, a: &[f32], b: &[f32], bias: &[f32], slopes: &[f32], res: &[f32]) -> Vec<f32> {
+    let res2 = res2_of(res);
     let (m, n, k) = (case.m, case.n, case.k);
     let mut c = vec![0.0; m * n];
     reference::sgemm(m, n, k, a, k, b, n, &mut c, n);
@@ -70,6 +78,9 @@ fn reference(case: &Case, a: &[f32], b: &[f32], bias: &[f32], slopes: &[f32], re
             if let Some(s) = case.residual {
                 v = res[i * n + j] as f64 + s as f64 * v;
             }
+            if let Some(s) = case.residual2 {
+                v = res2[i * n + j] as f64 + s as f64 * v;
+            }
             c[i * n + j] = v as f32;
         }
     }
@@ -96,8 +107,12 @@ fn run(kind: Kind, case: &Case, a: &[f32], b: &[f32], bias: &[f32], slopes: &[f3
     let mut c = vec![f32::NAN; m * ldc];
     let resv: Vec<f32> =
         (0..m).flat_map(|i| res[i * n..(i + 1) * n].iter().copied().chain([7.0; 3])).collect();
+    let res2 = res2_of(res);
+    let res2v: Vec<f32> =
+        (0..m).flat_map(|i| res2[i * n..(i + 1) * n].iter().copied().chain([9.0; 3])).collect();
     let kl = KLayout::dense(k);
-    let ops = Ops::new(&packed, &kl, &ep);
+    let mut ops = Ops::new(&packed, &kl, &ep);
+    ops.res2_scale = case.residual2.unwrap_or(1.0);
     let line = Line {
         m,
         a: a.as_ptr(),
@@ -106,6 +121,8 @@ fn run(kind: Kind, case: &Case, a: &[f32], b: &[f32], bias: &[f32], slopes: &[f3
         c_rs: ldc as isize,
         res: if case.residual.is_some() { resv.as_ptr() } else { std::ptr::null() },
         res_rs: ldc as isize,
+        res2: if case.residual2.is_some() { res2v.as_ptr() } else { std::ptr::null() },
+        res2_rs: ldc as isize,
     };
     // SAFETY: buffers sized for m x k, m x ldc; the level is supported (from kinds()).
     unsafe {
@@ -152,7 +169,7 @@ fn check(case: Case) {
 fn shapes_hit_every_tail() {
     for m in [1, 2, 5, 6, 7, 11, 12, 13, 23, 24, 25, 37] {
         for n in [1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 64] {
-            check(Case { m, n, k: 9, act: Activation::None, bias: false, residual: None });
+            check(Case { m, n, k: 9, act: Activation::None, bias: false, residual: None, residual2: None });
         }
     }
 }
@@ -161,14 +178,23 @@ fn shapes_hit_every_tail() {
 fn epilogues() {
     for act in [Activation::None, Activation::Relu, Activation::LeakyRelu(0.2), Activation::PRelu] {
         for residual in [None, Some(1.0), Some(0.1)] {
-            check(Case { m: 29, n: 40, k: 27, act, bias: true, residual });
+            check(Case { m: 29, n: 40, k: 27, act, bias: true, residual, residual2: None });
         }
+        check(Case { m: 29, n: 40, k: 27, act, bias: true, residual: Some(0.2), residual2: Some(0.2) });
     }
 }
 
 #[test]
 fn large_k() {
-    check(Case { m: 50, n: 64, k: 576, act: Activation::Relu, bias: true, residual: Some(0.2) });
+    check(Case {
+        m: 50,
+        n: 64,
+        k: 576,
+        act: Activation::Relu,
+        bias: true,
+        residual: Some(0.2),
+        residual2: None,
+    });
 }
 
 #[test]
@@ -190,9 +216,10 @@ fn public_sgemm_matches_reference() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
     #[test]
-    fn random_shapes(m in 1usize..40, n in 1usize..70, k in 1usize..40, act in 0usize..4, bias: bool, res in 0usize..3) {
+    fn random_shapes(m in 1usize..40, n in 1usize..70, k in 1usize..40, act in 0usize..4, bias: bool, res in 0usize..4) {
         let act = [Activation::None, Activation::Relu, Activation::LeakyRelu(0.1), Activation::PRelu][act];
-        let residual = [None, Some(1.0), Some(0.5)][res];
-        check(Case { m, n, k, act, bias, residual });
+        let residual = [None, Some(1.0), Some(0.5), Some(0.2)][res];
+        let residual2 = (res == 3).then_some(0.2);
+        check(Case { m, n, k, act, bias, residual, residual2 });
     }
 }

@@ -13,12 +13,15 @@ pub(crate) struct Out {
     pub c_rs: isize,
     pub res: *const f32,
     pub res_rs: isize,
+    pub res2: *const f32,
+    pub res2_rs: isize,
     /// Valid columns of this tile (`1..=NV·LANES`).
     pub cols: usize,
     pub bias: *const f32,
     pub prelu: *const f32,
     pub act: Activation,
     pub res_scale: f32,
+    pub res2_scale: f32,
 }
 
 /// MR x (NV·LANES) tile: accumulate over all K segments, then run the epilogue and store.
@@ -78,6 +81,7 @@ unsafe fn epilogue<S: Simd, const MR: usize, const NV: usize>(s: S, acc: &[[S::V
     let l = S::LANES;
     let zero = s.zero();
     let scale = s.splat(o.res_scale);
+    let scale2 = s.splat(o.res2_scale);
     let leaky = match o.act {
         Activation::LeakyRelu(a) => s.splat(a),
         _ => zero,
@@ -85,6 +89,7 @@ unsafe fn epilogue<S: Simd, const MR: usize, const NV: usize>(s: S, acc: &[[S::V
     for (i, row) in acc.iter().enumerate() {
         let c = o.c.offset(i as isize * o.c_rs);
         let res = if o.res.is_null() { o.res } else { o.res.offset(i as isize * o.res_rs) };
+        let res2 = if o.res2.is_null() { o.res2 } else { o.res2.offset(i as isize * o.res2_rs) };
         for (j, &v0) in row.iter().enumerate() {
             let cols = o.cols.saturating_sub(j * l);
             if cols == 0 {
@@ -103,6 +108,10 @@ unsafe fn epilogue<S: Simd, const MR: usize, const NV: usize>(s: S, acc: &[[S::V
             if !res.is_null() {
                 let r = if cols >= l { s.load(res.add(j * l)) } else { s.load_part(res.add(j * l), cols) };
                 v = s.fma(scale, v, r);
+            }
+            if !res2.is_null() {
+                let r = if cols >= l { s.load(res2.add(j * l)) } else { s.load_part(res2.add(j * l), cols) };
+                v = s.fma(scale2, v, r);
             }
             if cols >= l {
                 s.store(c.add(j * l), v);
@@ -146,16 +155,22 @@ macro_rules! line_driver {
                 c_rs: line.c_rs,
                 res: if line.res.is_null() { line.res } else { line.res.add(n0) },
                 res_rs: line.res_rs,
+                res2: if line.res2.is_null() { line.res2 } else { line.res2.add(n0) },
+                res2_rs: line.res2_rs,
                 cols: (n - n0).min(width),
                 bias: if ops.bias.is_null() { ops.bias } else { ops.bias.add(n0) },
                 prelu: if ops.prelu.is_null() { ops.prelu } else { ops.prelu.add(n0) },
                 act: ops.act,
                 res_scale: ops.res_scale,
+                res2_scale: ops.res2_scale,
             };
             let step = |o: &mut Out, rows: usize| {
                 o.c = o.c.offset(rows as isize * o.c_rs);
                 if !o.res.is_null() {
                     o.res = o.res.offset(rows as isize * o.res_rs);
+                }
+                if !o.res2.is_null() {
+                    o.res2 = o.res2.offset(rows as isize * o.res2_rs);
                 }
             };
             let mut i = 0usize;

@@ -44,3 +44,38 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     fn max(self, a: Self::V, b: Self::V) -> Self::V;
     fn min(self, a: Self::V, b: Self::V) -> Self::V;
 }
+
+/// Define `unsafe fn $name(level: CpuLevel, args..) -> R` that runs the generic (unsafe) body
+/// `$body::<S>(token, args..)` compiled for `level` inside a `#[target_feature]` shim (so the
+/// generic code is vectorised for that level), the way the GEMM levels are instantiated. Its
+/// safety contract is the body's. Panics if `level` is not supported by this CPU (that would make
+/// the shim unsound).
+macro_rules! simd_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:ident;) => {
+        $(#[$m])*
+        $vis unsafe fn $name(level: $crate::cpu::CpuLevel, $($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                $body($crate::kernels::simd::avx512::Avx512::new_unchecked(), $($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                $body($crate::kernels::simd::avx2::Avx2::new_unchecked(), $($arg),*)
+            }
+            assert!(level.is_supported(), "CPU level {level} is not supported here");
+            match level {
+                // SAFETY: the level was checked to be supported just above.
+                #[cfg(target_arch = "x86_64")]
+                $crate::cpu::CpuLevel::Avx512 => unsafe { avx512($($arg),*) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                $crate::cpu::CpuLevel::Avx2 => unsafe { avx2($($arg),*) },
+                // SAFETY: the portable level needs no CPU feature; the rest is the caller's contract.
+                _ => unsafe { $body($crate::kernels::simd::portable::Portable, $($arg),*) },
+            }
+        }
+    };
+}
+pub(crate) use simd_dispatch;
