@@ -190,14 +190,14 @@ fn winograd_benches(c: &mut Criterion) {
         let spec = ConvSpec::same(cin, cout, 3);
         let wt = rand_vec(cout * spec.k());
         let bias = rand_vec(cout);
-        let wc = WinogradConv::new(level, cin, cout, &wt, Some(&bias), Activation::Relu, None);
+        let wc = WinogradConv::new(level, cin, cout, &wt, Some(&bias), None);
         let x = Tensor::from_hwc(h, w, cin, 1, &rand_vec(h * w * cin));
         let mut y = Tensor::zeros(h, w, cout, 1);
         g.throughput(Throughput::Elements(2 * spec.macs(h, w)));
         for t in threads() {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
             g.bench_function(BenchmarkId::new(name, format!("{t}t")), |b| {
-                pool.install(|| b.iter(|| wc.forward_into(&x, &mut y)))
+                pool.install(|| b.iter(|| wc.forward_into(&x, &mut y, Activation::Relu)))
             });
         }
     }

@@ -9,7 +9,7 @@
 //! Bias, activation and residual are applied in the output transform.
 
 use super::gemm::{
-    pad_channels, run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr, Shape,
+    run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr, Shape,
 };
 use super::simd::Simd;
 use crate::cpu::CpuLevel;
@@ -36,7 +36,6 @@ pub struct WinogradConv {
     cin: usize,
     cout: usize,
     level: CpuLevel,
-    act: Activation,
     /// One packed `[Cin x Cout]` matrix per transform point ξ.
     u: Vec<PackedB>,
     bias: Option<AlignedVec>,
@@ -46,16 +45,9 @@ pub struct WinogradConv {
 }
 
 impl WinogradConv {
-    /// `weight` is OIHW [cout, cin, 3, 3].
-    pub fn new(
-        level: CpuLevel,
-        cin: usize,
-        cout: usize,
-        weight: &[f32],
-        bias: Option<&[f32]>,
-        act: Activation,
-        prelu: Option<&[f32]>,
-    ) -> Self {
+    /// `weight` is OIHW [cout, cin, 3, 3]; `prelu` slopes (if any) are used when the layer runs
+    /// with [`Activation::PRelu`].
+    pub fn new(level: CpuLevel, cin: usize, cout: usize, weight: &[f32], bias: Option<&[f32]>, prelu: Option<&[f32]>) -> Self {
         assert_eq!(weight.len(), cout * cin * 9);
         // U[ξ][ci][co] = (G g Gᵀ)[ξ] for the 3x3 kernel g of (co, ci), in f64 then rounded.
         let mut u = vec![0.0f32; 36 * cin * cout];
@@ -85,9 +77,7 @@ impl WinogradConv {
             a.as_mut_slice()[..v.len()].copy_from_slice(v);
             a
         };
-        assert_eq!(act == Activation::PRelu, prelu.is_some(), "PReLU slopes iff PReLU activation");
-        let _ = pad_channels;
-        WinogradConv { cin, cout, level, act, bias: bias.map(padded), prelu: prelu.map(padded), u, cout_pad }
+        WinogradConv { cin, cout, level, bias: bias.map(padded), prelu: prelu.map(padded), u, cout_pad }
     }
 
     pub fn bytes(&self) -> usize {
@@ -95,37 +85,46 @@ impl WinogradConv {
     }
 
     /// Safe wrapper over owned tensors (`x` needs a border of at least 1).
-    pub fn forward_into(&self, x: &crate::tensor::Tensor, y: &mut crate::tensor::Tensor) {
+    pub fn forward_into(&self, x: &crate::tensor::Tensor, y: &mut crate::tensor::Tensor, act: Activation) {
         let yl = y.layout;
         // SAFETY: distinct owned tensors of exactly their layouts' lengths; run_raw checks the
         // geometry.
-        unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, None) }
+        unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, act, None, None) }
     }
 
     /// As [`super::conv::Conv2d::run_raw`] for a 3x3, stride-1, pad-1 convolution.
     ///
     /// # Safety
     /// `x` valid for `xl.len()` reads with `xl.pad >= 1`, `y` for `yl.len()` writes, not
-    /// overlapping `x`; `res` (which may alias `y` with the same layout) valid for reads.
+    /// overlapping `x`; `res` and `res2` (which may alias `y` with the same layout) valid for
+    /// reads. `res2` needs `res`: `y = res2 + s2·(res + s·act(conv(x) + bias))`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn run_raw(
         &self,
         x: *const f32,
         xl: &Layout,
         y: *mut f32,
         yl: &Layout,
+        act: Activation,
         res: Option<(*const f32, &Layout, f32)>,
+        res2: Option<(*const f32, &Layout, f32)>,
     ) {
         assert!(xl.pad >= 1, "Winograd input needs a border of 1");
         assert_eq!((xl.c, yl.c), (self.cin, self.cout));
         assert_eq!((xl.h, xl.w), (yl.h, yl.w), "same-size convolution");
-        if let Some((_, rl, _)) = res {
+        assert!(act != Activation::PRelu || self.prelu.is_some(), "PReLU needs slopes");
+        for (_, rl, _) in res.iter().chain(res2.iter()) {
             assert_eq!((rl.h, rl.w), (yl.h, yl.w));
         }
+        assert!(res2.is_none() || res.is_some(), "a second residual needs a first one");
         let (th, tw) = (yl.h.div_ceil(4), yl.w.div_ceil(4));
         let (xp, yp) = (SendPtr(x as *mut f32), SendPtr(y));
         let rp = SendPtr(res.map_or(std::ptr::null(), |r| r.0) as *mut f32);
         let rl = res.map(|r| *r.1);
         let scale = res.map_or(1.0, |r| r.2);
+        let rp2 = SendPtr(res2.map_or(std::ptr::null(), |r| r.0) as *mut f32);
+        let rl2 = res2.map(|r| *r.1);
+        let scale2 = res2.map_or(1.0, |r| r.2);
         let (xl, yl) = (*xl, *yl);
         let blocks_per_row = tw.div_ceil(TILE_BLOCK);
         (0..th * blocks_per_row).into_par_iter().for_each_init(
@@ -136,17 +135,17 @@ impl WinogradConv {
                 )
             },
             |(v, m), job| {
-                let (xp, yp, rp) = (xp, yp, rp);
+                let (xp, yp, rp, rp2) = (xp, yp, rp, rp2);
                 let ty = job / blocks_per_row;
                 let tx0 = (job % blocks_per_row) * TILE_BLOCK;
                 let n = TILE_BLOCK.min(tw - tx0);
-                let blk = Block { ty, tx0, n, xl, yl, rl, scale };
+                let blk = Block { ty, tx0, n, xl, yl, act, rl, scale, r: rp.0, rl2, scale2, r2: rp2.0 };
                 match self.level {
                     #[cfg(target_arch = "x86_64")]
-                    CpuLevel::Avx512 => block_avx512(self, &blk, xp.0, yp.0, rp.0, v, m),
+                    CpuLevel::Avx512 => block_avx512(self, &blk, xp.0, yp.0, v, m),
                     #[cfg(target_arch = "x86_64")]
-                    CpuLevel::Avx2 => block_avx2(self, &blk, xp.0, yp.0, rp.0, v, m),
-                    _ => block_portable(self, &blk, xp.0, yp.0, rp.0, v, m),
+                    CpuLevel::Avx2 => block_avx2(self, &blk, xp.0, yp.0, v, m),
+                    _ => block_portable(self, &blk, xp.0, yp.0, v, m),
                 }
             },
         );
@@ -160,8 +159,13 @@ struct Block {
     n: usize,
     xl: Layout,
     yl: Layout,
+    act: Activation,
+    r: *const f32,
     rl: Option<Layout>,
     scale: f32,
+    r2: *const f32,
+    rl2: Option<Layout>,
+    scale2: f32,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -171,12 +175,11 @@ unsafe fn block_avx2(
     b: &Block,
     x: *mut f32,
     y: *mut f32,
-    r: *mut f32,
     v: &mut AlignedVec,
     m: &mut AlignedVec,
 ) {
     use super::simd::avx2::Avx2;
-    block(Avx2::new_unchecked(), w, b, x, y, r, v, m)
+    block(Avx2::new_unchecked(), w, b, x, y, v, m)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -186,12 +189,11 @@ unsafe fn block_avx512(
     b: &Block,
     x: *mut f32,
     y: *mut f32,
-    r: *mut f32,
     v: &mut AlignedVec,
     m: &mut AlignedVec,
 ) {
     use super::simd::avx512::Avx512;
-    block(Avx512::new_unchecked(), w, b, x, y, r, v, m)
+    block(Avx512::new_unchecked(), w, b, x, y, v, m)
 }
 
 unsafe fn block_portable(
@@ -199,12 +201,11 @@ unsafe fn block_portable(
     b: &Block,
     x: *mut f32,
     y: *mut f32,
-    r: *mut f32,
     v: &mut AlignedVec,
     m: &mut AlignedVec,
 ) {
     use super::simd::portable::Portable;
-    block(Portable, w, b, x, y, r, v, m)
+    block(Portable, w, b, x, y, v, m)
 }
 
 /// `Bᵀ d B` along one axis: six values in, six out.
@@ -251,7 +252,6 @@ unsafe fn block<S: Simd>(
     b: &Block,
     x: *const f32,
     y: *mut f32,
-    r: *const f32,
     v: &mut AlignedVec,
     m: &mut AlignedVec,
 ) {
@@ -324,11 +324,12 @@ unsafe fn block<S: Simd>(
         run_line(w.level, &line, &ops, 0..u.panels());
     }
     // Output transform, epilogue, store.
-    let leaky = match w.act {
+    let leaky = match b.act {
         Activation::LeakyRelu(a) => s.splat(a),
         _ => zero,
     };
     let scale = s.splat(b.scale);
+    let scale2 = s.splat(b.scale2);
     for t in 0..nt {
         let (oy0, ox0) = (b.ty * 4, (b.tx0 + t) * 4);
         let mut c0 = 0;
@@ -364,7 +365,7 @@ unsafe fn block<S: Simd>(
                     if let Some(bv) = bias {
                         val = s.add(val, bv);
                     }
-                    val = match w.act {
+                    val = match b.act {
                         Activation::None => val,
                         Activation::Relu => s.max(val, zero),
                         Activation::LeakyRelu(_) => s.fma(leaky, s.min(val, zero), s.max(val, zero)),
@@ -373,9 +374,14 @@ unsafe fn block<S: Simd>(
                         }
                     };
                     if let Some(rl) = &b.rl {
-                        let rp = r.offset(rl.offset(yy as isize, xx as isize)).add(c0);
+                        let rp = b.r.offset(rl.offset(yy as isize, xx as isize)).add(c0);
                         let rv = if cn == l { s.load(rp) } else { s.load_part(rp, cn) };
                         val = s.fma(scale, val, rv);
+                    }
+                    if let Some(rl2) = &b.rl2 {
+                        let rp = b.r2.offset(rl2.offset(yy as isize, xx as isize)).add(c0);
+                        let rv = if cn == l { s.load(rp) } else { s.load_part(rp, cn) };
+                        val = s.fma(scale2, val, rv);
                     }
                     let dp = y.offset(yl.offset(yy as isize, xx as isize)).add(c0);
                     if cn == l {
@@ -454,7 +460,6 @@ mod tests {
                 cout,
                 &wt,
                 Some(&bias),
-                act,
                 (act == Activation::PRelu).then_some(&slopes[..]),
             );
             let mut yt = Tensor::zeros(h, w, cout, 1);
@@ -466,7 +471,9 @@ mod tests {
                     &xt.layout,
                     yt.data.as_mut_ptr(),
                     &yl,
+                    act,
                     residual.then(|| (rt.data.as_ptr(), &rt.layout, 0.5)),
+                    None,
                 )
             };
             let got = yt.to_hwc();
