@@ -101,7 +101,7 @@ mod tests {
                 // SAFETY: the row lies inside the owned tensor; `row` holds c floats.
                 unsafe {
                     row_sum_body(
-                        crate::kernels::simd::emu::Emu16,
+                        crate::kernels::simd::emu::Emu16::default(),
                         t.data.as_ptr().offset(l.offset(y as isize, 0)),
                         w,
                         l.cs,

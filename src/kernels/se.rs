@@ -171,7 +171,7 @@ mod tests {
                 // SAFETY: dense buffers of h*w*c floats; g holds c gates.
                 unsafe {
                     scale_row_body(
-                        crate::kernels::simd::emu::Emu16,
+                        crate::kernels::simd::emu::Emu16::default(),
                         x.as_ptr(),
                         c,
                         y.as_mut_ptr(),

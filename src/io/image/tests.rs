@@ -3,6 +3,7 @@
 //! encoder does not write.
 
 use super::*;
+use image::codecs::png::PngEncoder;
 use std::fs;
 
 const ALL_FORMATS: [OutFormat; 5] =

@@ -8,7 +8,10 @@
 //! Register blocking per level (MR rows x NR columns of accumulators):
 //! - AVX2+FMA: 6x16 (12 ymm accumulators), narrow last panel 12x8.
 //! - AVX-512:  12x32 (24 zmm accumulators), narrow last panel 24x16.
-//! - portable (`wide` f32x8; NEON on aarch64): 6x16, narrow 12x8.
+//! - NEON (aarch64): 6x16 (24 q-register accumulators + 6 A vectors + B), narrower last panels
+//!   (4, 8 or 12 columns) 7 rows. A rows are loaded four K values at a time and used lane by lane
+//!   with `fmla v.4s, v.4s, v.s[L]` (`lane.rs`), which halves the loads of a broadcast kernel.
+//! - portable (`wide` f32x8): 6x16, narrow 12x8.
 //!
 //! The bias, activation and residual add run in the epilogue while the tile is still in registers.
 
@@ -20,6 +23,8 @@ mod ukernel;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod lane;
+mod neon;
 mod portable;
 
 pub use pack::PackedB;
@@ -32,11 +37,11 @@ use crate::tensor::AlignedVec;
 pub struct Shape {
     /// f32 lanes per vector.
     pub lanes: usize,
-    /// Columns of a full panel (two vectors).
+    /// Columns of a full panel (two vectors on x86 and portable, four on NEON).
     pub nr: usize,
     /// Rows of the full-panel microkernel.
     pub mr: usize,
-    /// Rows of the one-vector microkernel used for a narrow last panel.
+    /// Rows of the microkernel used for a narrower last panel (fewer vectors than `nr`).
     pub mr_narrow: usize,
 }
 
@@ -44,9 +49,8 @@ impl Shape {
     pub fn of(level: CpuLevel) -> Shape {
         match level {
             CpuLevel::Avx512 => Shape { lanes: 16, nr: 32, mr: 12, mr_narrow: 24 },
-            CpuLevel::Avx2 | CpuLevel::Portable | CpuLevel::Neon => {
-                Shape { lanes: 8, nr: 16, mr: 6, mr_narrow: 12 }
-            }
+            CpuLevel::Neon => neon::SHAPE,
+            CpuLevel::Avx2 | CpuLevel::Portable => Shape { lanes: 8, nr: 16, mr: 6, mr_narrow: 12 },
         }
     }
 }
@@ -168,6 +172,8 @@ pub(crate) unsafe fn run_line(level: CpuLevel, line: &Line, ops: &Ops, panels: s
         CpuLevel::Avx512 => avx512::line(line, ops, panels),
         #[cfg(target_arch = "x86_64")]
         CpuLevel::Avx2 => avx2::line(line, ops, panels),
+        #[cfg(target_arch = "aarch64")]
+        CpuLevel::Neon => neon::line(line, ops, panels),
         _ => portable::line(line, ops, panels),
     }
 }

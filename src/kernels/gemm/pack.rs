@@ -4,8 +4,9 @@ use super::Shape;
 use crate::cpu::CpuLevel;
 use crate::tensor::AlignedVec;
 
-/// B[k x n] stored as panels of `nr` columns (`lanes` for a narrow last panel when the remainder
-/// fits one vector), each panel `k` rows of its width, zero-padded past column `n`.
+/// B[k x n] stored as panels of `nr` columns (a narrower last panel when the remainder fits in
+/// fewer vectors: its width is the remainder rounded up to whole vectors), each panel `k` rows of
+/// its width, zero-padded past column `n`.
 #[derive(Clone, Debug)]
 pub struct PackedB {
     shape: Shape,
@@ -53,14 +54,11 @@ impl PackedB {
         self.n.div_ceil(self.shape.nr)
     }
 
-    /// Columns of panel `p` including zero padding: `nr`, or `lanes` for a narrow last panel.
+    /// Columns of panel `p` including zero padding: `nr`, or for the last panel its remaining
+    /// columns rounded up to whole vectors (with two-vector panels: one vector or `nr`).
     pub fn panel_width(&self, p: usize) -> usize {
         let rem = self.n - p * self.shape.nr;
-        if rem < self.shape.nr && rem <= self.shape.lanes {
-            self.shape.lanes
-        } else {
-            self.shape.nr
-        }
+        rem.div_ceil(self.shape.lanes).saturating_mul(self.shape.lanes).min(self.shape.nr)
     }
 
     /// Number of columns including the padding of the last panel.

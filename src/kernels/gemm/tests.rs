@@ -1,11 +1,13 @@
 use super::*;
 use proptest::prelude::*;
 
-/// Which kernel to run: a real CPU level, or the AVX-512 blocking on emulated 16-lane vectors.
+/// Which kernel to run: a real CPU level, the AVX-512 blocking on emulated 16-lane vectors, or
+/// the NEON blocking (lane-indexed FMA, 4-vector panels) on emulated 4-lane vectors.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Level(CpuLevel),
     Emu512,
+    EmuNeon,
 }
 
 fn kinds() -> Vec<Kind> {
@@ -16,7 +18,18 @@ fn kinds() -> Vec<Kind> {
         }
     }
     v.push(Kind::Emu512);
+    v.push(Kind::EmuNeon);
     v
+}
+
+/// The AVX-512 blocking (`avx512.rs`) on the emulated 16-lane vector, so its tile shapes and tails
+/// are tested on machines without AVX-512, aarch64 included.
+unsafe fn avx512_line_emulated(line: &Line, ops: &Ops, panels: std::ops::Range<usize>) {
+    use super::ukernel::{line_driver, tail_rows, tile, Out};
+    use crate::kernels::simd::emu::Emu16;
+    use crate::kernels::simd::Simd;
+    line_driver!(Emu16::default(), Emu16, line, ops, panels, 12, [1 2 3 4 5 6 7 8 9 10 11],
+        24, [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23]);
 }
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -38,6 +51,8 @@ struct Case {
     residual: Option<f32>,
     /// Second residual scale: `res2 + s2·(res + s·y)`.
     residual2: Option<f32>,
+    /// K as this many equal segments with NaN-filled gaps between them in A's rows (1 = dense).
+    segs: usize,
 }
 
 /// The second residual's values: derived from the first so the signature stays small.
@@ -92,6 +107,7 @@ fn run(kind: Kind, case: &Case, a: &[f32], b: &[f32], bias: &[f32], slopes: &[f3
     let shape = match kind {
         Kind::Level(l) => Shape::of(l),
         Kind::Emu512 => Shape::of(CpuLevel::Avx512),
+        Kind::EmuNeon => Shape::of(CpuLevel::Neon),
     };
     let packed = PackedB::pack_shape(shape, k, n, |kk, nn| b[kk * n + nn]);
     let biasp = pad_channels(bias, &packed);
@@ -107,16 +123,32 @@ fn run(kind: Kind, case: &Case, a: &[f32], b: &[f32], bias: &[f32], slopes: &[f3
     let mut c = vec![f32::NAN; m * ldc];
     let resv: Vec<f32> =
         (0..m).flat_map(|i| res[i * n..(i + 1) * n].iter().copied().chain([7.0; 3])).collect();
+    // Rows of A as `segs` segments separated by NaN gaps: a read outside a segment poisons the
+    // result.
+    const GAP: usize = 3;
+    let seg_len = k / case.segs;
+    assert_eq!(seg_len * case.segs, k);
+    let a_rs = k + GAP * case.segs;
+    let mut a_phys = vec![f32::NAN; m * a_rs];
+    let kl = KLayout {
+        seg_offsets: (0..case.segs).map(|s| (GAP + s * (seg_len + GAP)) as isize).collect(),
+        seg_len,
+    };
+    for i in 0..m {
+        for (s, &off) in kl.seg_offsets.iter().enumerate() {
+            let dst = i * a_rs + off as usize;
+            a_phys[dst..dst + seg_len].copy_from_slice(&a[i * k + s * seg_len..][..seg_len]);
+        }
+    }
     let res2 = res2_of(res);
     let res2v: Vec<f32> =
         (0..m).flat_map(|i| res2[i * n..(i + 1) * n].iter().copied().chain([9.0; 3])).collect();
-    let kl = KLayout::dense(k);
     let mut ops = Ops::new(&packed, &kl, &ep);
     ops.res2_scale = case.residual2.unwrap_or(1.0);
     let line = Line {
         m,
-        a: a.as_ptr(),
-        a_rs: k as isize,
+        a: a_phys.as_ptr(),
+        a_rs: a_rs as isize,
         c: c.as_mut_ptr(),
         c_rs: ldc as isize,
         res: if case.residual.is_some() { resv.as_ptr() } else { std::ptr::null() },
@@ -128,10 +160,8 @@ fn run(kind: Kind, case: &Case, a: &[f32], b: &[f32], bias: &[f32], slopes: &[f3
     unsafe {
         match kind {
             Kind::Level(l) => run_line(l, &line, &ops, 0..packed.panels()),
-            #[cfg(target_arch = "x86_64")]
-            Kind::Emu512 => avx512::line_emulated(&line, &ops, 0..packed.panels()),
-            #[cfg(not(target_arch = "x86_64"))]
-            Kind::Emu512 => return reference(case, a, b, bias, slopes, res),
+            Kind::Emu512 => avx512_line_emulated(&line, &ops, 0..packed.panels()),
+            Kind::EmuNeon => neon::line_emulated(&line, &ops, 0..packed.panels()),
         }
     }
     for i in 0..m {
@@ -167,9 +197,75 @@ fn check(case: Case) {
 
 #[test]
 fn shapes_hit_every_tail() {
-    for m in [1, 2, 5, 6, 7, 11, 12, 13, 23, 24, 25, 37] {
-        for n in [1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 64] {
-            check(Case { m, n, k: 9, act: Activation::None, bias: false, residual: None, residual2: None });
+    for m in [1, 2, 5, 6, 7, 11, 12, 13, 14, 23, 24, 25, 37] {
+        for n in [1, 3, 4, 5, 7, 8, 9, 12, 13, 15, 16, 17, 20, 24, 28, 31, 32, 33, 48, 64] {
+            // K = 9 ends every segment with a partial quad of A values; 8 and 3 test exact quads
+            // and a segment shorter than one quad in the lane-indexed (NEON) kernel.
+            for k in [9, 8, 3] {
+                check(Case { m, n, k, act: Activation::None, bias: false, residual: None, residual2: None, segs: 1 });
+            }
+        }
+    }
+}
+
+#[test]
+fn segmented_k() {
+    // Segment lengths that are whole quads, quads plus 1-3, and shorter than a quad (the NEON
+    // kernel's partial loads), as a convolution's per-kernel-row or per-tap K layout produces.
+    for (segs, seg_len) in [(3, 8), (3, 9), (9, 3), (3, 6), (9, 1), (5, 7), (2, 192)] {
+        for (m, n) in [(7, 16), (13, 48), (6, 5), (20, 64), (3, 27)] {
+            let k = segs * seg_len;
+            check(Case { m, n, k, act: Activation::None, bias: true, residual: None, residual2: None, segs });
+        }
+    }
+}
+
+#[test]
+fn neon_panel_widths() {
+    // The NEON packing: 16-column panels, and a last panel of the remainder rounded up to 4, 8 or
+    // 12 columns; the x86 packings keep their one-vector narrow panel.
+    let widths = |level, n| {
+        let p = PackedB::pack(level, 2, n, |_, _| 1.0);
+        (0..p.panels()).map(|i| p.panel_width(i)).collect::<Vec<_>>()
+    };
+    assert_eq!(widths(CpuLevel::Neon, 64), [16, 16, 16, 16]);
+    assert_eq!(widths(CpuLevel::Neon, 48), [16, 16, 16]);
+    assert_eq!(widths(CpuLevel::Neon, 27), [16, 12]);
+    assert_eq!(widths(CpuLevel::Neon, 3), [4]);
+    assert_eq!(widths(CpuLevel::Neon, 22), [16, 8]);
+    assert_eq!(widths(CpuLevel::Avx2, 20), [16, 8]);
+    assert_eq!(widths(CpuLevel::Avx2, 27), [16, 16]);
+    assert_eq!(widths(CpuLevel::Avx512, 40), [32, 16]);
+    assert_eq!(widths(CpuLevel::Avx512, 57), [32, 32]);
+    assert_eq!(PackedB::pack(CpuLevel::Neon, 2, 22, |_, _| 1.0).padded_n(), 24);
+}
+
+#[test]
+fn fma_blockings_agree_bit_for_bit() {
+    // Every FMA kernel (AVX2, AVX-512, NEON and the emulated AVX-512 and NEON blockings) sums each
+    // output's K terms in order with one fused multiply-add each and runs the same epilogue, so
+    // they must agree exactly whatever the register blocking; this is what makes aarch64 outputs
+    // identical to x86 ones (tests/cross_arch.rs). The portable level may lack FMA (`wide` on
+    // baseline x86-64) and is only within tolerance.
+    for (m, n, k, segs, act, residual) in [
+        (37, 64, 576, 3, Activation::PRelu, Some(0.2)),
+        (13, 48, 27, 3, Activation::LeakyRelu(0.2), None),
+        (7, 27, 9, 9, Activation::Relu, Some(1.0)),
+    ] {
+        let case = Case { m, n, k, act, bias: true, residual, residual2: None, segs };
+        let a = rand_vec(m * k, 1);
+        let b = rand_vec(k * n, 2);
+        let bias = rand_vec(n, 3);
+        let slopes = rand_vec(n, 4);
+        let res = rand_vec(m * n, 5);
+        let fma_kinds = kinds().into_iter().filter(|k| !matches!(k, Kind::Level(CpuLevel::Portable)));
+        let outs: Vec<(Kind, Vec<u32>)> = fma_kinds
+            .map(|kind| {
+                (kind, run(kind, &case, &a, &b, &bias, &slopes, &res).iter().map(|v| v.to_bits()).collect())
+            })
+            .collect();
+        for (kind, out) in &outs[1..] {
+            assert!(*out == outs[0].1, "{kind:?} differs from {:?} for m={m} n={n} k={k}", outs[0].0);
         }
     }
 }
@@ -178,23 +274,15 @@ fn shapes_hit_every_tail() {
 fn epilogues() {
     for act in [Activation::None, Activation::Relu, Activation::LeakyRelu(0.2), Activation::PRelu] {
         for residual in [None, Some(1.0), Some(0.1)] {
-            check(Case { m: 29, n: 40, k: 27, act, bias: true, residual, residual2: None });
+            check(Case { m: 29, n: 40, k: 27, act, bias: true, residual, residual2: None, segs: 1 });
         }
-        check(Case { m: 29, n: 40, k: 27, act, bias: true, residual: Some(0.2), residual2: Some(0.2) });
+        check(Case { m: 29, n: 40, k: 27, act, bias: true, residual: Some(0.2), residual2: Some(0.2), segs: 1 });
     }
 }
 
 #[test]
 fn large_k() {
-    check(Case {
-        m: 50,
-        n: 64,
-        k: 576,
-        act: Activation::Relu,
-        bias: true,
-        residual: Some(0.2),
-        residual2: None,
-    });
+    check(Case { m: 50, n: 64, k: 576, act: Activation::Relu, bias: true, residual: Some(0.2), residual2: None, segs: 1 });
 }
 
 #[test]
@@ -220,6 +308,6 @@ proptest! {
         let act = [Activation::None, Activation::Relu, Activation::LeakyRelu(0.1), Activation::PRelu][act];
         let residual = [None, Some(1.0), Some(0.5), Some(0.2)][res];
         let residual2 = (res == 3).then_some(0.2);
-        check(Case { m, n, k, act, bias, residual, residual2 });
+        check(Case { m, n, k, act, bias, residual, residual2, segs: 1 });
     }
 }

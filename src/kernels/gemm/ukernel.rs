@@ -1,5 +1,6 @@
-//! The microkernel and line driver, written once against [`Simd`] and instantiated per level in
-//! `avx2.rs`, `avx512.rs` and `portable.rs` inside their `#[target_feature]` shims.
+//! The broadcast microkernel and line driver, written once against [`Simd`] and instantiated per
+//! level in `avx2.rs`, `avx512.rs` and `portable.rs` inside their `#[target_feature]` shims. The
+//! NEON level uses the lane-indexed kernel of `lane.rs` with the epilogue below.
 
 use super::Activation;
 #[allow(unused_imports)] // used by the macros' expansion sites
@@ -76,8 +77,17 @@ pub(crate) unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
     epilogue::<S, MR, NV>(s, &tile, o);
 }
 
+/// Bias, activation and residual on an `MR x NV` accumulator tile, then the store of its valid
+/// columns.
+///
+/// # Safety
+/// As [`tile`].
 #[inline(always)]
-unsafe fn epilogue<S: Simd, const MR: usize, const NV: usize>(s: S, acc: &[[S::V; NV]; MR], o: &Out) {
+pub(crate) unsafe fn epilogue<S: Simd, const MR: usize, const NV: usize>(
+    s: S,
+    acc: &[[S::V; NV]; MR],
+    o: &Out,
+) {
     let l = S::LANES;
     let zero = s.zero();
     let scale = s.splat(o.res_scale);

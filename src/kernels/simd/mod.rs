@@ -9,6 +9,8 @@ pub mod avx2;
 pub mod avx512;
 #[cfg(test)]
 pub mod emu;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 pub mod portable;
 
 /// Vector operations on f32 lanes. All methods are `#[inline(always)]` in every implementation so
@@ -66,6 +68,9 @@ macro_rules! simd_dispatch {
             }
             assert!(level.is_supported(), "CPU level {level} is not supported here");
             match level {
+                // SAFETY: NEON is baseline on aarch64; the rest is the caller's contract.
+                #[cfg(target_arch = "aarch64")]
+                $crate::cpu::CpuLevel::Neon => unsafe { $body($crate::kernels::simd::neon::Neon::new(), $($arg),*) },
                 // SAFETY: the level was checked to be supported just above.
                 #[cfg(target_arch = "x86_64")]
                 $crate::cpu::CpuLevel::Avx512 => unsafe { avx512($($arg),*) },
@@ -79,3 +84,14 @@ macro_rules! simd_dispatch {
     };
 }
 pub(crate) use simd_dispatch;
+
+/// 4-lane vectors that multiply-add by one lane of another vector (`fmla v.4s, v.4s, v.s[L]` on
+/// aarch64): a GEMM microkernel can then load four consecutive K values of an A row in one vector
+/// and use them lane by lane, instead of broadcasting every A value from memory.
+///
+/// # Safety
+/// As [`Simd`]; `LANES` must be 4.
+pub unsafe trait LaneFma: Simd {
+    /// `acc + b * a[L]`, fused, for `L` in `0..4`.
+    fn fma_lane<const L: i32>(self, b: Self::V, a: Self::V, acc: Self::V) -> Self::V;
+}

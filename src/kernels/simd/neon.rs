@@ -1,0 +1,104 @@
+//! aarch64 Advanced SIMD (NEON): 4 f32 lanes in a `float32x4_t`. NEON is part of the aarch64
+//! baseline, so no runtime detection is needed; the token still exists so kernels are written the
+//! same way as on x86.
+
+use super::{LaneFma, Simd};
+use core::arch::aarch64::*;
+
+/// Token for NEON (always available on aarch64).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Neon(());
+
+impl Neon {
+    pub fn new() -> Self {
+        Neon(())
+    }
+}
+
+// SAFETY: every aarch64 CPU has NEON (the `neon` target feature is on in the baseline target).
+unsafe impl Simd for Neon {
+    const LANES: usize = 4;
+    type V = float32x4_t;
+
+    #[inline(always)]
+    fn zero(self) -> float32x4_t {
+        // SAFETY: NEON is baseline on aarch64.
+        unsafe { vdupq_n_f32(0.0) }
+    }
+    #[inline(always)]
+    fn splat(self, x: f32) -> float32x4_t {
+        // SAFETY: NEON is baseline on aarch64.
+        unsafe { vdupq_n_f32(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(self, p: *const f32) -> float32x4_t {
+        vld1q_f32(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, v: float32x4_t) {
+        vst1q_f32(p, v)
+    }
+    #[inline(always)]
+    unsafe fn load_part(self, p: *const f32, n: usize) -> float32x4_t {
+        debug_assert!(n < 4);
+        // Lane loads only touch the n valid floats (a full load could cross into an unmapped page).
+        let mut v = vdupq_n_f32(0.0);
+        if n > 0 {
+            v = vld1q_lane_f32::<0>(p, v);
+        }
+        if n > 1 {
+            v = vld1q_lane_f32::<1>(p.add(1), v);
+        }
+        if n > 2 {
+            v = vld1q_lane_f32::<2>(p.add(2), v);
+        }
+        v
+    }
+    #[inline(always)]
+    unsafe fn store_part(self, p: *mut f32, v: float32x4_t, n: usize) {
+        debug_assert!(n < 4);
+        if n > 0 {
+            vst1q_lane_f32::<0>(p, v);
+        }
+        if n > 1 {
+            vst1q_lane_f32::<1>(p.add(1), v);
+        }
+        if n > 2 {
+            vst1q_lane_f32::<2>(p.add(2), v);
+        }
+    }
+    #[inline(always)]
+    fn fma(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is baseline on aarch64. vfmaq_f32(c, a, b) = c + a * b, fused.
+        unsafe { vfmaq_f32(c, a, b) }
+    }
+    #[inline(always)]
+    fn add(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is baseline on aarch64.
+        unsafe { vaddq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn mul(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is baseline on aarch64.
+        unsafe { vmulq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn max(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is baseline on aarch64.
+        unsafe { vmaxq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn min(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is baseline on aarch64.
+        unsafe { vminq_f32(a, b) }
+    }
+}
+
+// SAFETY: as above.
+unsafe impl LaneFma for Neon {
+    #[inline(always)]
+    fn fma_lane<const L: i32>(self, b: float32x4_t, a: float32x4_t, acc: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is baseline on aarch64; L is checked to be in 0..4 at compile time.
+        unsafe { vfmaq_laneq_f32::<L>(acc, b, a) }
+    }
+}
