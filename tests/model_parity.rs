@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use superres::graph::Arena;
-use superres::models::{Model, OpenOptions};
+use superres::models::{ConvAlgo, Model, OpenOptions};
 use superres::CpuLevel;
 
 struct Case {
@@ -59,7 +59,7 @@ fn fixtures_match_pytorch_on_every_level() {
     let cases = cases();
     assert!(cases.len() >= 13, "manifest lists {} cases", cases.len());
     for case in cases {
-        let model =
+        let mut model =
             Model::open_with(&case.checkpoint, &OpenOptions { arch: None, params: case.params.clone() })
                 .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let reference = open_fixture(&case.reference);
@@ -67,12 +67,18 @@ fn fixtures_match_pytorch_on_every_level() {
         let (want, oh, ow, _) = nchw_to_hwc(&reference, "output");
         assert_eq!((oh, ow), (h * case.scale, w * case.scale));
         let want: Vec<f32> = want.iter().map(|v| v / case.output_range).collect();
-        for level in CpuLevel::supported() {
-            let net = model.build(level, Some(case.scale)).unwrap_or_else(|e| panic!("{}: {e}", case.name));
-            let got = net.run_hwc(&x, h, w, &mut Arena::new()).unwrap();
-            let err = max_abs_diff(&got, &want);
-            eprintln!("{:>16} {level:>8}: max abs error {err:.2e}", case.name);
-            assert!(err <= 1e-4, "{} at {level}: max abs error {err} > 1e-4", case.name);
+        // Direct convolutions, and Winograd on every 3x3 layer (the fixtures have too few
+        // channels for `auto` to pick it).
+        for algo in [ConvAlgo::Direct, ConvAlgo::Winograd] {
+            model.set_conv_algo(algo);
+            for level in CpuLevel::supported() {
+                let net =
+                    model.build(level, Some(case.scale)).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+                let got = net.run_hwc(&x, h, w, &mut Arena::new()).unwrap();
+                let err = max_abs_diff(&got, &want);
+                eprintln!("{:>16} {level:>8} {algo:>8}: max abs error {err:.2e}", case.name);
+                assert!(err <= 1e-4, "{} at {level} ({algo}): max abs error {err} > 1e-4", case.name);
+            }
         }
     }
 }

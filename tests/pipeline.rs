@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use superres::io::image::{ImageView, Samples, SamplesRef};
-use superres::models::{Model, OpenOptions};
+use superres::models::{ConvAlgo, Model, OpenOptions};
 use superres::pipeline::{AlphaMode, UpscaleOptions, Upscaler};
 use superres::CpuLevel;
 
@@ -40,7 +40,7 @@ fn run(model: &Model, scale: Option<usize>, img: &ImageView, opts: UpscaleOption
 
 #[test]
 fn tiled_output_equals_untiled_output() {
-    let models = [
+    let mut models = [
         (fixture_model("srvgg_x4.pth", &[]), None),
         (fixture_model("edsr_basicsr_x4.pth", &[]), None),
         (fixture_model("mdsr.pt", &[]), Some(3)),
@@ -51,34 +51,66 @@ fn tiled_output_equals_untiled_output() {
     let (w, h) = (37, 29);
     let px = noise_u16(w * h * 3, 5);
     let img = ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U16(&px) };
-    for (m, scale) in &models {
-        let whole = run(m, *scale, &img, UpscaleOptions::default());
-        for tile in [7, 13, 16] {
-            let tiled = run(m, *scale, &img, UpscaleOptions { tile, ..UpscaleOptions::default() });
-            assert!(tiled == whole, "{}: tile {tile} differs from the whole-image result", m.arch());
+    for (m, scale) in &mut models {
+        // Direct convolutions (and `auto`, which these few-channel fixtures run the same way)
+        // are exact; Winograd rounds each pixel by its place in its tile's 4x4 grid, so tiles
+        // agree with the whole image to that rounding: at most one 16-bit code.
+        for algo in [ConvAlgo::Direct, ConvAlgo::Auto, ConvAlgo::Winograd] {
+            m.set_conv_algo(algo);
+            let whole = run(m, *scale, &img, UpscaleOptions::default());
+            for tile in [7, 13, 16] {
+                let tiled = run(m, *scale, &img, UpscaleOptions { tile, ..UpscaleOptions::default() });
+                if algo == ConvAlgo::Winograd {
+                    let d = max_code_diff(&tiled, &whole);
+                    assert!(d <= 1, "{} (winograd): tile {tile} differs by {d} codes", m.arch());
+                } else {
+                    assert!(
+                        tiled == whole,
+                        "{} ({algo}): tile {tile} differs from the whole-image result",
+                        m.arch()
+                    );
+                }
+            }
+            // Too little context is allowed but must actually change something near tile edges,
+            // which shows the overlap is what makes the tiles exact.
+            let short = run(
+                m,
+                *scale,
+                &img,
+                UpscaleOptions { tile: 8, tile_pad: Some(1), ..UpscaleOptions::default() },
+            );
+            assert!(
+                max_code_diff(&short, &whole) > 1,
+                "{}: a 1-pixel tile pad should not be exact",
+                m.arch()
+            );
         }
-        // Too little context is allowed but must actually change something near tile edges,
-        // which shows the overlap is what makes the tiles exact.
-        let short =
-            run(m, *scale, &img, UpscaleOptions { tile: 8, tile_pad: Some(1), ..UpscaleOptions::default() });
-        assert!(short != whole, "{}: a 1-pixel tile pad should not be exact", m.arch());
     }
+}
+
+fn max_code_diff(a: &Samples, b: &Samples) -> i32 {
+    let (Samples::U16(a), Samples::U16(b)) = (a, b) else { panic!("16-bit outputs expected") };
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap_or(0)
 }
 
 #[test]
 fn output_is_identical_for_any_thread_count() {
-    let m = fixture_model("edsr_basicsr_x3.pth", &[("res_scale", "0.1")]);
+    let mut m = fixture_model("edsr_basicsr_x3.pth", &[("res_scale", "0.1")]);
     let (w, h) = (23, 17);
     let px = noise_u16(w * h * 3, 9);
     let img = ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U16(&px) };
-    let mut outs = Vec::new();
-    for t in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
-        outs.push(
-            pool.install(|| run(&m, None, &img, UpscaleOptions { tile: 9, ..UpscaleOptions::default() })),
-        );
+    for algo in [ConvAlgo::Direct, ConvAlgo::Winograd] {
+        m.set_conv_algo(algo);
+        let mut outs = Vec::new();
+        for t in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+            outs.push(
+                pool.install(|| run(&m, None, &img, UpscaleOptions { tile: 9, ..UpscaleOptions::default() })),
+            );
+        }
+        assert!(outs.windows(2).all(|w| w[0] == w[1]), "{algo}: outputs differ between thread counts");
     }
-    assert!(outs.windows(2).all(|w| w[0] == w[1]));
 }
 
 #[test]
@@ -184,6 +216,12 @@ fn valid_convolution_models_tile_on_their_own_pre_padding() {
             let tiled = run(&m, None, &img, UpscaleOptions { tile, ..UpscaleOptions::default() });
             if local {
                 assert!(tiled == whole, "{ckpt}: tile {tile} differs from the whole-image result");
+                // Valid convolutions through Winograd (a view one pixel inside the input).
+                let mut mw = fixture_model(ckpt, &[]);
+                mw.set_conv_algo(ConvAlgo::Winograd);
+                let wt = run(&mw, None, &img, UpscaleOptions { tile, ..UpscaleOptions::default() });
+                let d = max_code_diff(&wt, &whole);
+                assert!(d <= 2, "{ckpt} (winograd): tile {tile} differs by {d} codes from direct");
             } else {
                 // Squeeze-excitation pools each tile: close to, but not the same as, the whole image.
                 let Samples::U16(tv) = &tiled else { unreachable!() };

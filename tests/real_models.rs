@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use std::path::Path;
 use superres::graph::Arena;
-use superres::models::Model;
+use superres::models::{ConvAlgo, Model};
 use superres::weights::safetensors::SafeTensors;
 use superres::CpuLevel;
 
@@ -25,7 +25,7 @@ fn psnr(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Run `model` on the reference's input on every level and require PSNR >= 60 dB.
-fn check_against_reference(name: &str, model: &Model) {
+fn check_against_reference(name: &str, mut model: Model) {
     let path = repo().join(format!("target/parity/{name}_crop.safetensors"));
     if !path.exists() {
         eprintln!("SKIP {name}: {} is absent (run tools/parity_real.py to create it)", path.display());
@@ -34,12 +34,18 @@ fn check_against_reference(name: &str, model: &Model) {
     let st = SafeTensors::open(&path).unwrap();
     let (x, h, w, _) = nchw_to_hwc(&st, "input");
     let (want, _, _, _) = nchw_to_hwc(&st, "output");
-    for level in CpuLevel::supported() {
-        let got = model.build(level, None).unwrap().run_hwc(&x, h, w, &mut Arena::new()).unwrap();
-        let p = psnr(&got, &want);
-        let err = max_abs_diff(&got, &want);
-        eprintln!("{name} {level}: {w}x{h} crop, PSNR {p:.1} dB vs reference, max abs error {err:.2e}");
-        assert!(p >= 60.0, "{name} at {level}: PSNR {p} dB < 60");
+    for algo in [ConvAlgo::Direct, ConvAlgo::Auto] {
+        model.set_conv_algo(algo);
+        for level in CpuLevel::supported() {
+            let got = model.build(level, None).unwrap().run_hwc(&x, h, w, &mut Arena::new()).unwrap();
+            let p = psnr(&got, &want);
+            let err = max_abs_diff(&got, &want);
+            eprintln!(
+                "{name} {level} {algo}: {w}x{h} crop, PSNR {p:.1} dB vs reference, max abs error {err:.2e}"
+            );
+            assert!(p >= 60.0, "{name} at {level} ({algo}): PSNR {p} dB < 60");
+            assert!(err <= 1e-4, "{name} at {level} ({algo}): max abs error {err} > 1e-4");
+        }
     }
 }
 
@@ -54,7 +60,7 @@ fn shipped_models_match_their_references_on_real_photos() {
         "waifu2x-cunet",
         "idealo-rdn-x2",
     ] {
-        check_against_reference(name, &shipped(name));
+        check_against_reference(name, shipped(name));
     }
 }
 
@@ -69,7 +75,7 @@ fn idealo_rrdn_from_tfjs_matches_keras_semantics() {
     }
     let m = Model::open(&path).unwrap();
     assert_eq!(m.arch().name(), "rrdn");
-    check_against_reference("idealo-rrdn-x4", &m);
+    check_against_reference("idealo-rrdn-x4", m);
 }
 
 /// A deterministic test pattern in [0,1].

@@ -8,9 +8,7 @@
 //! only on its position modulo 4: images tiled on a 4-aligned grid give bit-identical results.
 //! Bias, activation and residual are applied in the output transform.
 
-use super::gemm::{
-    run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr, Shape,
-};
+use super::gemm::{run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr, Shape};
 use super::simd::Simd;
 use crate::cpu::CpuLevel;
 use crate::tensor::{AlignedVec, Layout};
@@ -47,7 +45,14 @@ pub struct WinogradConv {
 impl WinogradConv {
     /// `weight` is OIHW [cout, cin, 3, 3]; `prelu` slopes (if any) are used when the layer runs
     /// with [`Activation::PRelu`].
-    pub fn new(level: CpuLevel, cin: usize, cout: usize, weight: &[f32], bias: Option<&[f32]>, prelu: Option<&[f32]>) -> Self {
+    pub fn new(
+        level: CpuLevel,
+        cin: usize,
+        cout: usize,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        prelu: Option<&[f32]>,
+    ) -> Self {
         assert_eq!(weight.len(), cout * cin * 9);
         // U[ξ][ci][co] = (G g Gᵀ)[ξ] for the 3x3 kernel g of (co, ci), in f64 then rounded.
         let mut u = vec![0.0f32; 36 * cin * cout];
@@ -78,6 +83,10 @@ impl WinogradConv {
             a
         };
         WinogradConv { cin, cout, level, bias: bias.map(padded), prelu: prelu.map(padded), u, cout_pad }
+    }
+
+    pub fn has_prelu(&self) -> bool {
+        self.prelu.is_some()
     }
 
     pub fn bytes(&self) -> usize {
@@ -271,13 +280,16 @@ unsafe fn block<S: Simd>(
             let cn = (cin - c0).min(l);
             let mut d = [[zero; 6]; 6];
             for (i, row) in d.iter_mut().enumerate() {
+                // Only the 1-pixel ring of the convolution's own zero padding is read: what lies
+                // further out (a wider border, or real pixels when `xl` is a view of a larger
+                // map) must not change the result, even through rounding.
                 let yy = oy + i as isize;
-                if yy < -(xl.pad as isize) || yy >= (xl.h + xl.pad) as isize {
+                if yy < -1 || yy > xl.h as isize {
                     continue;
                 }
                 for (j, dij) in row.iter_mut().enumerate() {
                     let xx = ox + j as isize;
-                    if xx < -(xl.pad as isize) || xx >= (xl.w + xl.pad) as isize {
+                    if xx < -1 || xx > xl.w as isize {
                         continue;
                     }
                     let p = x.offset(xl.offset(yy, xx)).add(c0);

@@ -5,7 +5,7 @@ use super::source::TensorSource;
 use crate::cpu::CpuLevel;
 use crate::error::Result;
 use crate::graph::{Graph, ValueId};
-use crate::kernels::conv::{Conv2d, ConvSpec};
+use crate::kernels::conv::{Conv2d, ConvAlgo, ConvSpec};
 use crate::kernels::deconv::{Deconv2d, DeconvSpec};
 use crate::kernels::deform::{BorderRule, DeformConv2d};
 use crate::kernels::gemm::Activation;
@@ -15,6 +15,8 @@ use std::collections::HashMap;
 pub(crate) struct Builder<'a> {
     pub src: &'a TensorSource,
     pub level: CpuLevel,
+    /// Which layers run through Winograd.
+    pub algo: ConvAlgo,
     pub graph: Graph,
     /// Canonical names of every tensor used, in order (what a converted file stores).
     pub used: Vec<String>,
@@ -30,6 +32,7 @@ impl<'a> Builder<'a> {
         Builder {
             src,
             level,
+            algo: ConvAlgo::Direct,
             graph: Graph::new(in_channels),
             used: Vec::new(),
             shape_only: false,
@@ -118,7 +121,7 @@ impl<'a> Builder<'a> {
             }
             None => None,
         };
-        Ok(Conv2d::new(self.level, spec, &w, b.as_deref(), act, slopes.as_deref()))
+        Ok(Conv2d::with_algo(self.level, spec, &w, b.as_deref(), act, slopes.as_deref(), self.algo))
     }
 
     pub fn conv(
@@ -165,7 +168,7 @@ impl<'a> Builder<'a> {
                 self.used.push(n);
             }
         }
-        Ok(Conv2d::new(self.level, spec, &part, b.as_deref(), Activation::None, None))
+        Ok(Conv2d::with_algo(self.level, spec, &part, b.as_deref(), Activation::None, None, self.algo))
     }
 
     /// `res2 + s2·(res + s·act(conv(x)))` with optional residuals, into a fresh value or into

@@ -26,6 +26,7 @@ pub use video::{EdgePolicy, VideoNetwork};
 
 use crate::cpu::CpuLevel;
 use crate::error::{Error, Result};
+pub use crate::kernels::conv::ConvAlgo;
 use crate::weights::safetensors::{self, SafeTensors};
 use crate::weights::StateDict;
 use source::{Store, TensorSource};
@@ -63,6 +64,7 @@ pub struct Model {
     arch: Arch,
     layout: Option<Layout>,
     notes: Vec<String>,
+    conv: ConvAlgo,
 }
 
 impl Model {
@@ -105,7 +107,7 @@ impl Model {
         let src = TensorSource::new(path, Store::Mapped(st));
         match stored {
             Some(arch) if opts.arch.as_deref().is_none_or(|a| a == arch.name()) => {
-                let mut m = Model { src, arch, layout, notes: Vec::new() };
+                let mut m = Model { src, arch, layout, notes: Vec::new(), conv: ConvAlgo::default() };
                 m.apply_params(&opts.params)?;
                 Ok(m)
             }
@@ -141,7 +143,8 @@ impl Model {
         let d = detect::detect(&src, opts.arch.as_deref())
             .map_err(|reason| Error::UnknownArch { path: src.path().to_path_buf(), reason })?;
         src.set_rename(d.rename);
-        let mut m = Model { src, arch: d.arch, layout: Some(d.layout), notes: d.notes };
+        let mut m =
+            Model { src, arch: d.arch, layout: Some(d.layout), notes: d.notes, conv: ConvAlgo::default() };
         m.apply_params(&opts.params)?;
         Ok(m)
     }
@@ -156,6 +159,16 @@ impl Model {
 
     pub fn arch(&self) -> &Arch {
         &self.arch
+    }
+
+    /// How the networks built from now on compute their 3x3 convolutions (default
+    /// [`ConvAlgo::Auto`]; [`ConvAlgo::Direct`] makes tiled output bit-identical to untiled).
+    pub fn set_conv_algo(&mut self, algo: ConvAlgo) {
+        self.conv = algo;
+    }
+
+    pub fn conv_algo(&self) -> ConvAlgo {
+        self.conv
     }
 
     pub fn path(&self) -> &Path {
@@ -176,6 +189,7 @@ impl Model {
     fn build_inner(&self, level: CpuLevel, scale: Option<usize>) -> Result<(Network, Vec<String>)> {
         let scale = self.arch.resolve_scale(scale)?;
         let mut b = build::Builder::new(&self.src, level, 3);
+        b.algo = self.conv;
         self.build_graph(&mut b, scale)?;
         let identity = vec![(1.0, 0.0); 3];
         let (in_affine, out_affine) = match &self.arch {
@@ -218,12 +232,14 @@ impl Model {
 
     fn build_video_inner(&self, level: CpuLevel, shape_only: bool) -> Result<(VideoNetwork, Vec<String>)> {
         let mut fb = build::Builder::new(&self.src, level, 3);
+        fb.algo = self.conv;
         fb.shape_only = shape_only;
         let scale = self.arch.scales()[0];
         let (mut wb, in_affine, out_affine, multiple, edge) = match &self.arch {
             Arch::Edvr(a) => {
                 edvr::build_frame(&mut fb, a)?;
                 let mut wb = build::Builder::new(&self.src, level, a.num_feat);
+                wb.algo = self.conv;
                 wb.shape_only = shape_only;
                 edvr::build_window(&mut wb, a)?;
                 let m = if a.hr_in { 16 } else { 4 };
@@ -232,6 +248,7 @@ impl Model {
             Arch::Tdan(a) => {
                 tdan::build_frame(&mut fb, a)?;
                 let mut wb = build::Builder::new(&self.src, level, a.num_feat);
+                wb.algo = self.conv;
                 wb.shape_only = shape_only;
                 tdan::build_window(&mut wb, a)?;
                 (wb, vec![(1.0, -0.5); 3], vec![(1.0, 0.5); 3], 1, EdgePolicy::Tdan)

@@ -62,6 +62,13 @@ pub struct ModelArgs {
     /// Scale to run, for multi-scale models.
     #[arg(short = 's', long, value_name = "N")]
     pub scale: Option<usize>,
+    /// How 3x3 convolutions run: auto (Winograd F(4x4,3x3) where it is faster; results differ
+    /// from direct summation by fp32 rounding, about 1e-6) or direct (every output summed in one
+    /// fixed order, so any tiling gives byte-identical output) or winograd (on every 3x3 layer,
+    /// for measurements). Default: $SUPERRES_CONV, else auto.
+    #[arg(long = "conv", value_name = "ALGO",
+          value_parser = clap::builder::PossibleValuesParser::new(["auto", "direct", "winograd"]))]
+    pub conv: Option<String>,
 }
 
 /// Self-ensemble options shared by `upscale` and `eval`.
@@ -124,9 +131,20 @@ impl ModelArgs {
             .zip(has_levels)
             .map(|(name, levels)| {
                 let path = registry::resolve_variant(name, if levels { self.noise } else { None })?;
-                superres::models::Model::open_with(&path, &opts)
+                let mut model = superres::models::Model::open_with(&path, &opts)?;
+                model.set_conv_algo(self.conv_algo()?);
+                Ok(model)
             })
             .collect()
+    }
+
+    /// `--conv`, else `SUPERRES_CONV`, else auto.
+    pub fn conv_algo(&self) -> superres::Result<superres::models::ConvAlgo> {
+        let parsed = match &self.conv {
+            Some(c) => c.parse(),
+            None => superres::models::ConvAlgo::from_env().map_err(|e| format!("SUPERRES_CONV: {e}")),
+        };
+        parsed.map_err(superres::Error::Usage)
     }
 }
 
