@@ -14,9 +14,10 @@ use crate::cpu::CpuLevel;
 use crate::tensor::{AlignedVec, Layout};
 use rayon::prelude::*;
 
-/// Tiles transformed and multiplied together: enough rows to keep the microkernels busy, small
-/// enough that the 36 transformed blocks stay in L2.
-const TILE_BLOCK: usize = 24;
+/// Bytes that a block's transformed input and GEMM output may take: the 36 blocks are written,
+/// multiplied and read back while they stay in L2 (512 KiB to 2 MiB per core on current x86
+/// and ARM cores, shared with the weights streaming through).
+const BLOCK_BYTES: usize = 192 << 10;
 
 /// `G` of F(4x4, 3x3): weights -> 6x6 transformed weights.
 const G: [[f64; 3]; 6] = [
@@ -40,6 +41,8 @@ pub struct WinogradConv {
     prelu: Option<AlignedVec>,
     /// Columns of the GEMM output rows (Cout rounded up to whole vectors).
     cout_pad: usize,
+    /// Tiles per block (see [`BLOCK_BYTES`]).
+    tile_block: usize,
 }
 
 impl WinogradConv {
@@ -82,7 +85,8 @@ impl WinogradConv {
             a.as_mut_slice()[..v.len()].copy_from_slice(v);
             a
         };
-        WinogradConv { cin, cout, level, bias: bias.map(padded), prelu: prelu.map(padded), u, cout_pad }
+        let tile_block = (BLOCK_BYTES / (36 * 4 * (cin + cout_pad))).clamp(8, 48);
+        WinogradConv { cin, cout, level, bias: bias.map(padded), prelu: prelu.map(padded), u, cout_pad, tile_block }
     }
 
     pub fn has_prelu(&self) -> bool {
@@ -135,19 +139,20 @@ impl WinogradConv {
         let rl2 = res2.map(|r| *r.1);
         let scale2 = res2.map_or(1.0, |r| r.2);
         let (xl, yl) = (*xl, *yl);
-        let blocks_per_row = tw.div_ceil(TILE_BLOCK);
+        let tb = self.tile_block;
+        let blocks_per_row = tw.div_ceil(tb);
         (0..th * blocks_per_row).into_par_iter().for_each_init(
             || {
                 (
-                    AlignedVec::zeros(36 * TILE_BLOCK * self.cin),
-                    AlignedVec::zeros(36 * TILE_BLOCK * self.cout_pad),
+                    AlignedVec::zeros(36 * tb * self.cin),
+                    AlignedVec::zeros(36 * tb * self.cout_pad),
                 )
             },
             |(v, m), job| {
                 let (xp, yp, rp, rp2) = (xp, yp, rp, rp2);
                 let ty = job / blocks_per_row;
-                let tx0 = (job % blocks_per_row) * TILE_BLOCK;
-                let n = TILE_BLOCK.min(tw - tx0);
+                let tx0 = (job % blocks_per_row) * tb;
+                let n = tb.min(tw - tx0);
                 let blk = Block { ty, tx0, n, xl, yl, act, rl, scale, r: rp.0, rl2, scale2, r2: rp2.0 };
                 match self.level {
                     #[cfg(target_arch = "x86_64")]
@@ -267,6 +272,7 @@ unsafe fn block<S: Simd>(
     let l = S::LANES;
     let (cin, cout, cp) = (w.cin, w.cout, w.cout_pad);
     let nt = b.n;
+    let tb = w.tile_block;
     let vb = v.as_mut_ptr();
     let mb = m.as_mut_ptr();
     let (xl, yl) = (&b.xl, &b.yl);
@@ -307,7 +313,7 @@ unsafe fn block<S: Simd>(
             for (i, row) in t1.iter().enumerate() {
                 let out = bt(s, *row);
                 for (j, &o) in out.iter().enumerate() {
-                    let dst = vb.add(((i * 6 + j) * TILE_BLOCK + t) * cin + c0);
+                    let dst = vb.add(((i * 6 + j) * tb + t) * cin + c0);
                     if cn == l {
                         s.store(dst, o);
                     } else {
@@ -324,9 +330,9 @@ unsafe fn block<S: Simd>(
         let ops = Ops::new(u, &kl, &Epilogue::NONE);
         let line = Line {
             m: nt,
-            a: vb.add(xi * TILE_BLOCK * cin),
+            a: vb.add(xi * tb * cin),
             a_rs: cin as isize,
-            c: mb.add(xi * TILE_BLOCK * cp),
+            c: mb.add(xi * tb * cp),
             c_rs: cp as isize,
             res: std::ptr::null(),
             res_rs: 0,
@@ -350,7 +356,7 @@ unsafe fn block<S: Simd>(
             let mut mm = [[zero; 6]; 6];
             for (i, row) in mm.iter_mut().enumerate() {
                 for (j, mij) in row.iter_mut().enumerate() {
-                    *mij = s.load(mb.add(((i * 6 + j) * TILE_BLOCK + t) * cp + c0));
+                    *mij = s.load(mb.add(((i * 6 + j) * tb + t) * cp + c0));
                 }
             }
             let mut t1 = [[zero; 6]; 4];
