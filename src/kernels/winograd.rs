@@ -159,6 +159,10 @@ impl WinogradConv {
                     CpuLevel::Avx512 => block_avx512(self, &blk, xp.0, yp.0, v, m),
                     #[cfg(target_arch = "x86_64")]
                     CpuLevel::Avx2 => block_avx2(self, &blk, xp.0, yp.0, v, m),
+                    #[cfg(target_arch = "aarch64")]
+                    CpuLevel::Neon => {
+                        block(super::simd::neon::Neon::new(), self, &blk, xp.0, yp.0, v, m)
+                    }
                     _ => block_portable(self, &blk, xp.0, yp.0, v, m),
                 }
             },
