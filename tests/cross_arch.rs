@@ -35,18 +35,6 @@ fn samples_bytes(s: &Samples) -> Vec<u8> {
     }
 }
 
-fn noise(n: usize, seed: u32) -> Vec<u16> {
-    let mut x = seed.wrapping_mul(2654435761) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 16) as u16
-        })
-        .collect()
-}
-
 /// Compare named hashes with the expected table, reporting every mismatch at once.
 fn check(got: &[(&str, u64)], want: &[(&str, u64)]) {
     if std::env::var_os("PRINT_HASHES").is_some() {
@@ -79,8 +67,8 @@ fn tiles_and_image_codecs_are_bit_exact() {
     got.push(("tiles", fnv(&t)));
 
     let (w, h) = (23u32, 9u32);
-    let n8: Vec<u8> = noise((w * h * 4) as usize, 7).iter().map(|v| (v >> 8) as u8).collect();
-    let n16 = noise((w * h * 4) as usize, 8);
+    let n8: Vec<u8> = noise_u16((w * h * 4) as usize, 7).iter().map(|v| (v >> 8) as u8).collect();
+    let n16 = noise_u16((w * h * 4) as usize, 8);
     let cases: [(&str, OutFormat, u8, SamplesRef); 8] = [
         ("png_rgb8", OutFormat::Png, 3, SamplesRef::U8(&n8[..(w * h * 3) as usize])),
         ("png_rgba16", OutFormat::Png, 4, SamplesRef::U16(&n16)),
@@ -119,8 +107,8 @@ fn network_outputs_match_x86_at_fma_levels() {
     eprintln!("network hashes at level {level}");
     let model = |name: &str| Model::open(&fixtures().join("models").join(name)).unwrap();
     let (w, h) = (21u32, 13u32);
-    let rgba16 = noise((w * h * 4) as usize, 11);
-    let rgb8: Vec<u8> = noise((w * h * 3) as usize, 12).iter().map(|v| (v >> 8) as u8).collect();
+    let rgba16 = noise_u16((w * h * 4) as usize, 11);
+    let rgb8: Vec<u8> = noise_u16((w * h * 3) as usize, 12).iter().map(|v| (v >> 8) as u8).collect();
     let img16 = ImageView { width: w, height: h, channels: 4, samples: SamplesRef::U16(&rgba16) };
     let img8 = ImageView { width: w, height: h, channels: 3, samples: SamplesRef::U8(&rgb8) };
     let mut got = Vec::new();

@@ -21,18 +21,6 @@ fn fixture_model(ckpt: &str, params: &[(&str, &str)]) -> Model {
     Model::open_with(&path, &opts).unwrap()
 }
 
-fn noise_u16(n: usize, seed: u32) -> Vec<u16> {
-    let mut x = seed.wrapping_mul(2654435761) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 16) as u16
-        })
-        .collect()
-}
-
 fn run(model: &Model, scale: Option<usize>, img: &ImageView, opts: UpscaleOptions) -> Samples {
     let net = model.build(CpuLevel::effective(), scale).unwrap();
     Upscaler::new(net, opts).upscale(img).unwrap().samples

@@ -105,10 +105,18 @@ def crop_grid(binary, model, scale, out_png, tmp):
     return True
 
 
+def tta_options(args, m):
+    if args.no_tta or not (args.tta_all or m.get('default')):
+        return [False]
+    return [False, True]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--bin', default=os.path.join(ROOT, 'target', 'release', 'superres'))
     ap.add_argument('--no-tta', action='store_true', help='skip the self-ensemble runs (x8 slower)')
+    ap.add_argument('--tta-all', action='store_true',
+                    help='self-ensemble every model (default: only the default model, as the others are slow)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'docs'))
     args = ap.parse_args()
     if not os.path.isdir(DATA):
@@ -137,7 +145,7 @@ def main():
         for m in models:
             if s not in m['scales']:
                 continue
-            for tta in ([False] if args.no_tta else [False, True]):
+            for tta in tta_options(args, m):
                 label = m['name'] + (' + TTA x8' if tta else '')
                 print(f'{setn} x{s}: {label}', flush=True)
                 results[(setn, s, label)] = evaluate(binary, m['name'], lr, hr, s, crop, tta)
@@ -167,8 +175,8 @@ def main():
         '',
     ]
     for s in scales_needed:
-        methods = ['bicubic'] + [m['name'] + t for m in models if s in m['scales']
-                                 for t in ([''] if args.no_tta else ['', ' + TTA x8'])]
+        methods = ['bicubic'] + [m['name'] + (' + TTA x8' if t else '') for m in models if s in m['scales']
+                                 for t in tta_options(args, m)]
         lines += [f'## x{s}', '']
         header = '| set | ' + ' | '.join(methods) + ' | published bicubic |'
         lines += [header, '|' + '---|' * (len(methods) + 2)]
@@ -212,7 +220,7 @@ def main():
                           '| model | set | PSNR | SSIM | time plain | time TTA |', '|---|---|---|---|---|---|'] + gains + ['']
 
     if models:
-        m = models[0]
+        m = next((m for m in models if m.get('default')), models[0])
         s = m['scales'][-1]
         png = os.path.join(args.out, 'quality_crops.png')
         if crop_grid(binary, m['name'], s, png, tmp):

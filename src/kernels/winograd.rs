@@ -86,7 +86,16 @@ impl WinogradConv {
             a
         };
         let tile_block = (BLOCK_BYTES / (36 * 4 * (cin + cout_pad))).clamp(8, 48);
-        WinogradConv { cin, cout, level, bias: bias.map(padded), prelu: prelu.map(padded), u, cout_pad, tile_block }
+        WinogradConv {
+            cin,
+            cout,
+            level,
+            bias: bias.map(padded),
+            prelu: prelu.map(padded),
+            u,
+            cout_pad,
+            tile_block,
+        }
     }
 
     pub fn has_prelu(&self) -> bool {
@@ -142,12 +151,7 @@ impl WinogradConv {
         let tb = self.tile_block;
         let blocks_per_row = tw.div_ceil(tb);
         (0..th * blocks_per_row).into_par_iter().for_each_init(
-            || {
-                (
-                    AlignedVec::zeros(36 * tb * self.cin),
-                    AlignedVec::zeros(36 * tb * self.cout_pad),
-                )
-            },
+            || (AlignedVec::zeros(36 * tb * self.cin), AlignedVec::zeros(36 * tb * self.cout_pad)),
             |(v, m), job| {
                 let (xp, yp, rp, rp2) = (xp, yp, rp, rp2);
                 let ty = job / blocks_per_row;
@@ -160,9 +164,7 @@ impl WinogradConv {
                     #[cfg(target_arch = "x86_64")]
                     CpuLevel::Avx2 => block_avx2(self, &blk, xp.0, yp.0, v, m),
                     #[cfg(target_arch = "aarch64")]
-                    CpuLevel::Neon => {
-                        block(super::simd::neon::Neon::new(), self, &blk, xp.0, yp.0, v, m)
-                    }
+                    CpuLevel::Neon => block(super::simd::neon::Neon::new(), self, &blk, xp.0, yp.0, v, m),
                     _ => block_portable(self, &blk, xp.0, yp.0, v, m),
                 }
             },

@@ -119,15 +119,7 @@ unsafe fn panel_rows<S: LaneFma, const R: usize, const V: usize>(
     b: *const f32,
     mut o: Out,
 ) {
-    let step = |o: &mut Out, rows: usize| {
-        o.c = o.c.offset(rows as isize * o.c_rs);
-        if !o.res.is_null() {
-            o.res = o.res.offset(rows as isize * o.res_rs);
-        }
-        if !o.res2.is_null() {
-            o.res2 = o.res2.offset(rows as isize * o.res2_rs);
-        }
-    };
+    let step = |o: &mut Out, rows: usize| o.advance(rows);
     let a_at = |i: usize| line.a.offset(i as isize * line.a_rs);
     let mut i = 0;
     while i + R <= line.m {
@@ -158,25 +150,11 @@ pub(crate) unsafe fn line_driver<S: LaneFma>(s: S, line: &Line, ops: &Ops, panel
     debug_assert_eq!(ops.b.shape(), SHAPE);
     let segs: &[isize] = &ops.kl.seg_offsets;
     let seg_len = ops.kl.seg_len;
-    let n = ops.b.n();
     for p in panels {
         let n0 = p * SHAPE.nr;
         let width = ops.b.panel_width(p);
         let b = ops.b.panel_ptr(p);
-        let o = Out {
-            c: line.c.add(n0),
-            c_rs: line.c_rs,
-            res: if line.res.is_null() { line.res } else { line.res.add(n0) },
-            res_rs: line.res_rs,
-            res2: if line.res2.is_null() { line.res2 } else { line.res2.add(n0) },
-            res2_rs: line.res2_rs,
-            cols: (n - n0).min(width),
-            bias: if ops.bias.is_null() { ops.bias } else { ops.bias.add(n0) },
-            prelu: if ops.prelu.is_null() { ops.prelu } else { ops.prelu.add(n0) },
-            act: ops.act,
-            res_scale: ops.res_scale,
-            res2_scale: ops.res2_scale,
-        };
+        let o = Out::panel(line, ops, n0, width);
         match width / 4 {
             NV => panel_rows::<S, MR, NV>(s, line, segs, seg_len, b, o),
             3 => panel_rows::<S, MR_NARROW, 3>(s, line, segs, seg_len, b, o),

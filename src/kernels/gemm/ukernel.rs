@@ -25,6 +25,46 @@ pub(crate) struct Out {
     pub res2_scale: f32,
 }
 
+impl Out {
+    /// The output of panel columns `n0..n0 + width` for the first row of `line`.
+    ///
+    /// # Safety
+    /// The pointers of `line` and `ops` must be valid at column `n0` (see `run_line`).
+    #[inline(always)]
+    pub(crate) unsafe fn panel(line: &Line, ops: &Ops, n0: usize, width: usize) -> Out {
+        let at = |p: *const f32| if p.is_null() { p } else { p.add(n0) };
+        Out {
+            c: line.c.add(n0),
+            c_rs: line.c_rs,
+            res: at(line.res),
+            res_rs: line.res_rs,
+            res2: at(line.res2),
+            res2_rs: line.res2_rs,
+            cols: (ops.b.n() - n0).min(width),
+            bias: at(ops.bias),
+            prelu: at(ops.prelu),
+            act: ops.act,
+            res_scale: ops.res_scale,
+            res2_scale: ops.res2_scale,
+        }
+    }
+
+    /// Move down `rows` rows.
+    ///
+    /// # Safety
+    /// The rows must exist in the output and residual buffers.
+    #[inline(always)]
+    pub(crate) unsafe fn advance(&mut self, rows: usize) {
+        self.c = self.c.offset(rows as isize * self.c_rs);
+        if !self.res.is_null() {
+            self.res = self.res.offset(rows as isize * self.res_rs);
+        }
+        if !self.res2.is_null() {
+            self.res2 = self.res2.offset(rows as isize * self.res2_rs);
+        }
+    }
+}
+
 /// MR x (NV·LANES) tile: accumulate over all K segments, then run the epilogue and store.
 ///
 /// # Safety
@@ -155,34 +195,12 @@ macro_rules! line_driver {
         let nr = 2 * l;
         let segs: &[isize] = &ops.kl.seg_offsets;
         let seg_len = ops.kl.seg_len;
-        let n = ops.b.n();
         for p in $panels {
             let n0 = p * nr;
             let width = ops.b.panel_width(p);
             let b = ops.b.panel_ptr(p);
-            let mut o = Out {
-                c: line.c.add(n0),
-                c_rs: line.c_rs,
-                res: if line.res.is_null() { line.res } else { line.res.add(n0) },
-                res_rs: line.res_rs,
-                res2: if line.res2.is_null() { line.res2 } else { line.res2.add(n0) },
-                res2_rs: line.res2_rs,
-                cols: (n - n0).min(width),
-                bias: if ops.bias.is_null() { ops.bias } else { ops.bias.add(n0) },
-                prelu: if ops.prelu.is_null() { ops.prelu } else { ops.prelu.add(n0) },
-                act: ops.act,
-                res_scale: ops.res_scale,
-                res2_scale: ops.res2_scale,
-            };
-            let step = |o: &mut Out, rows: usize| {
-                o.c = o.c.offset(rows as isize * o.c_rs);
-                if !o.res.is_null() {
-                    o.res = o.res.offset(rows as isize * o.res_rs);
-                }
-                if !o.res2.is_null() {
-                    o.res2 = o.res2.offset(rows as isize * o.res2_rs);
-                }
-            };
+            let mut o = Out::panel(line, ops, n0, width);
+            let step = |o: &mut Out, rows: usize| o.advance(rows);
             let mut i = 0usize;
             let a_at = |i: usize| line.a.offset(i as isize * line.a_rs);
             if width == nr {
