@@ -18,6 +18,11 @@ pub struct AlignedVec {
 }
 
 impl AlignedVec {
+    /// An empty buffer (usable in `const` contexts such as thread-local initialisers).
+    pub const fn new_empty() -> Self {
+        AlignedVec { lines: Vec::new(), len: 0 }
+    }
+
     pub fn zeros(len: usize) -> Self {
         AlignedVec { lines: vec![Line::default(); len.div_ceil(16)], len }
     }

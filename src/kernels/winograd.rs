@@ -150,9 +150,17 @@ impl WinogradConv {
         let (xl, yl) = (*xl, *yl);
         let tb = self.tile_block;
         let blocks_per_row = tw.div_ceil(tb);
-        (0..th * blocks_per_row).into_par_iter().for_each_init(
-            || (AlignedVec::zeros(36 * tb * self.cin), AlignedVec::zeros(36 * tb * self.cout_pad)),
-            |(v, m), job| {
+        let (v_len, m_len) = (36 * tb * self.cin, 36 * tb * self.cout_pad);
+        (0..th * blocks_per_row).into_par_iter().for_each(|job| {
+            SCRATCH.with_borrow_mut(|(v, m)| {
+                // Per-thread buffers kept between layers: rayon splits the jobs into many
+                // pieces, and zeroed allocations per piece showed up in profiles.
+                if v.len() < v_len {
+                    *v = AlignedVec::zeros(v_len);
+                }
+                if m.len() < m_len {
+                    *m = AlignedVec::zeros(m_len);
+                }
                 let (xp, yp, rp, rp2) = (xp, yp, rp, rp2);
                 let ty = job / blocks_per_row;
                 let tx0 = (job % blocks_per_row) * tb;
@@ -167,9 +175,15 @@ impl WinogradConv {
                     CpuLevel::Neon => block(super::simd::neon::Neon::new(), self, &blk, xp.0, yp.0, v, m),
                     _ => block_portable(self, &blk, xp.0, yp.0, v, m),
                 }
-            },
-        );
+            })
+        });
     }
+}
+
+thread_local! {
+    /// Transformed input and GEMM output of one block, per worker thread.
+    static SCRATCH: std::cell::RefCell<(AlignedVec, AlignedVec)> =
+        const { std::cell::RefCell::new((AlignedVec::new_empty(), AlignedVec::new_empty())) };
 }
 
 /// A run of `n` tiles in tile row `ty` starting at tile column `tx0`.
