@@ -8,9 +8,7 @@
 //! only on its position modulo 4: images tiled on a 4-aligned grid give bit-identical results.
 //! Bias, activation and residual are applied in the output transform.
 
-use super::gemm::{
-    run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr, Shape,
-};
+use super::gemm::{run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr, Shape};
 use super::simd::Simd;
 use crate::cpu::CpuLevel;
 use crate::tensor::{AlignedVec, Layout};
@@ -47,7 +45,14 @@ pub struct WinogradConv {
 impl WinogradConv {
     /// `weight` is OIHW [cout, cin, 3, 3]; `prelu` slopes (if any) are used when the layer runs
     /// with [`Activation::PRelu`].
-    pub fn new(level: CpuLevel, cin: usize, cout: usize, weight: &[f32], bias: Option<&[f32]>, prelu: Option<&[f32]>) -> Self {
+    pub fn new(
+        level: CpuLevel,
+        cin: usize,
+        cout: usize,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        prelu: Option<&[f32]>,
+    ) -> Self {
         assert_eq!(weight.len(), cout * cin * 9);
         // U[ξ][ci][co] = (G g Gᵀ)[ξ] for the 3x3 kernel g of (co, ci), in f64 then rounded.
         let mut u = vec![0.0f32; 36 * cin * cout];

@@ -88,6 +88,32 @@ impl TtaArgs {
     }
 }
 
+/// Splitting a batch over machines (`upscale` and `video`).
+#[derive(Args, Clone, Debug)]
+pub struct ShardArgs {
+    /// Process only shard i of n (0 <= i < n, as Kubernetes' JOB_COMPLETION_INDEX): a contiguous
+    /// share of the inputs in path order, or of a video's frames. The n shards' outputs together
+    /// are exactly the single-machine run's.
+    #[arg(long, value_name = "i/n", conflicts_with = "shard_from_env")]
+    pub shard: Option<String>,
+    /// Take the shard from the scheduler: the index from SUPERRES_SHARD_INDEX,
+    /// JOB_COMPLETION_INDEX (Kubernetes) or SLURM_ARRAY_TASK_ID (less SLURM_ARRAY_TASK_MIN), the
+    /// count from SUPERRES_SHARD_COUNT or SLURM_ARRAY_TASK_COUNT.
+    #[arg(long)]
+    pub shard_from_env: bool,
+}
+
+impl ShardArgs {
+    pub fn get(&self) -> superres::Result<superres::pipeline::shard::Shard> {
+        use superres::pipeline::shard::Shard;
+        match (&self.shard, self.shard_from_env) {
+            (Some(s), _) => Shard::parse(s),
+            (None, true) => Shard::from_env(),
+            (None, false) => Ok(Shard::ALL),
+        }
+    }
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))?;
     Ok((k.trim().to_string(), v.trim().to_string()))

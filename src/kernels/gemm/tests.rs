@@ -202,7 +202,16 @@ fn shapes_hit_every_tail() {
             // K = 9 ends every segment with a partial quad of A values; 8 and 3 test exact quads
             // and a segment shorter than one quad in the lane-indexed (NEON) kernel.
             for k in [9, 8, 3] {
-                check(Case { m, n, k, act: Activation::None, bias: false, residual: None, residual2: None, segs: 1 });
+                check(Case {
+                    m,
+                    n,
+                    k,
+                    act: Activation::None,
+                    bias: false,
+                    residual: None,
+                    residual2: None,
+                    segs: 1,
+                });
             }
         }
     }
@@ -276,13 +285,31 @@ fn epilogues() {
         for residual in [None, Some(1.0), Some(0.1)] {
             check(Case { m: 29, n: 40, k: 27, act, bias: true, residual, residual2: None, segs: 1 });
         }
-        check(Case { m: 29, n: 40, k: 27, act, bias: true, residual: Some(0.2), residual2: Some(0.2), segs: 1 });
+        check(Case {
+            m: 29,
+            n: 40,
+            k: 27,
+            act,
+            bias: true,
+            residual: Some(0.2),
+            residual2: Some(0.2),
+            segs: 1,
+        });
     }
 }
 
 #[test]
 fn large_k() {
-    check(Case { m: 50, n: 64, k: 576, act: Activation::Relu, bias: true, residual: Some(0.2), residual2: None, segs: 1 });
+    check(Case {
+        m: 50,
+        n: 64,
+        k: 576,
+        act: Activation::Relu,
+        bias: true,
+        residual: Some(0.2),
+        residual2: None,
+        segs: 1,
+    });
 }
 
 #[test]
