@@ -1,7 +1,9 @@
 #![no_main]
 //! What the CLI does with path arguments before any image is read: inputs and output mapped to
 //! jobs (directory walks, mirroring, collisions, stdin/stdout), `--shard`, `-f`. Runs inside a
-//! small scratch tree; absolute paths and `..` are kept out so the fuzzer cannot walk the host.
+//! small scratch tree (relative paths are taken under it; the working directory is left alone, as
+//! libFuzzer writes its corpus relative to it); absolute paths and `..` are kept out so the
+//! fuzzer cannot walk the host.
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -18,13 +20,12 @@ fn scratch() -> &'static Path {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, b"x").unwrap();
         }
-        std::env::set_current_dir(&d).unwrap();
         d
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    scratch();
+    let root = scratch();
     let text = String::from_utf8_lossy(data);
     let mut parts = text.split('\0');
     let shard = parts.next().unwrap_or("");
@@ -35,6 +36,8 @@ fuzz_target!(|data: &[u8]| {
     if !safe(&output) || !inputs.iter().all(|i| safe(i)) {
         return;
     }
+    let under = |p: &str| if p == "-" { p.to_string() } else { root.join(p).to_string_lossy().into_owned() };
+    let (output, inputs) = (under(&output), inputs.iter().map(|i| under(i)).collect::<Vec<_>>());
     if let Ok(s) = Shard::parse(shard) {
         assert!(s.index < s.count);
     }

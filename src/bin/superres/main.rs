@@ -62,6 +62,12 @@ pub struct ModelArgs {
     /// Scale to run, for multi-scale models.
     #[arg(short = 's', long, value_name = "N")]
     pub scale: Option<usize>,
+    /// Most tensors a model file may declare (a guard against hostile checkpoints).
+    #[arg(long, value_name = "N", default_value_t = superres::weights::WeightLimits::default().max_tensors)]
+    pub max_tensors: usize,
+    /// Largest tensor a model file may declare, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = superres::weights::WeightLimits::default().max_tensor_bytes >> 20)]
+    pub max_tensor_mib: u64,
 }
 
 /// Self-ensemble options shared by `upscale` and `eval`.
@@ -139,7 +145,14 @@ impl ModelArgs {
         } else {
             self.model.iter().map(|s| s.as_str()).collect()
         };
-        let opts = superres::models::OpenOptions { arch: self.arch.clone(), params: self.params.clone() };
+        let opts = superres::models::OpenOptions {
+            arch: self.arch.clone(),
+            params: self.params.clone(),
+            limits: superres::weights::WeightLimits {
+                max_tensors: self.max_tensors,
+                max_tensor_bytes: self.max_tensor_mib.saturating_mul(1 << 20),
+            },
+        };
         let has_levels: Vec<bool> = names.iter().map(|n| !registry::noise_levels(n).is_empty()).collect();
         if self.noise.is_some_and(|n| n != -1) && !has_levels.iter().any(|&h| h) {
             // Let the registry explain what has noise levels.

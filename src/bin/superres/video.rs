@@ -272,10 +272,10 @@ pub fn run(a: VideoArgs) -> Result<ExitCode> {
     }
     // The clip length, when a shard needs it: frame files, or a pass over a Y4M file.
     let frames = if shard.count > 1 {
-        let mut probe = Source::open(&a.input, &a, limits.max_pixels)?;
-        if matches!(probe, Source::Y4m(..)) && a.input == "-" {
+        if a.input == "-" {
             return Err(Error::Usage("--shard needs a Y4M file or a frames directory, not stdin".into()));
         }
+        let mut probe = Source::open(&a.input, &a, limits.max_pixels)?;
         let mut n = 0;
         while probe.skip()? {
             n += 1;
