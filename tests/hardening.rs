@@ -126,19 +126,40 @@ impl Lcg {
     }
 }
 
-/// Start `args`, SIGKILL it after `after` (if still running); true if it was killed.
-fn kill_after(args: &[&str], after: Duration) -> bool {
+/// Names of the files under `dir` (cheap enough to poll).
+fn names(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(names(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Start `args` and SIGKILL it once `target` outputs are finished under `out`, plus `extra`
+/// (so the kill lands anywhere: between files, mid-computation, mid-write). True if it was
+/// killed before it exited on its own.
+fn kill_at(args: &[&str], out: &Path, target: usize, extra: Duration) -> bool {
     let mut child = bin().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let t0 = Instant::now();
-    while t0.elapsed() < after {
+    loop {
         if child.try_wait().unwrap().is_some() {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        if names(out).iter().filter(|p| !is_temp(p)).count() >= target {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(300));
     }
+    std::thread::sleep(extra);
+    let killed = child.try_wait().unwrap().is_none();
     child.kill().unwrap(); // SIGKILL: no handler runs, as for a lost node or the OOM killer
     child.wait().unwrap();
-    true
+    killed
 }
 
 /// The finished files under `out` are byte-identical to the reference's; temporaries aside,
@@ -170,32 +191,30 @@ fn kill_and_resume(args_for: &dyn Fn(&Path) -> Vec<String>, out_root: &Path, see
     let full = t0.elapsed();
     let reference = snapshot(&reference_dir);
     assert!(reference.keys().all(|p| !is_temp(p)));
-
-    // A rerun over finished outputs skips them all: what is left is start-up (model loading).
-    let t0 = Instant::now();
+    // A rerun over finished outputs skips them all and changes nothing.
     ok(&bin().args(argv(&reference_dir)).output().unwrap());
-    let startup = t0.elapsed();
-    assert!(snapshot(&reference_dir) == reference, "a rerun over finished outputs changed them");
+    assert!(snapshot(&reference_dir) == reference);
+    assert!(reference.len() >= 4, "too few outputs to kill a run between them");
 
     let out = out_root.join("killed");
     let total = reference.len();
     let mut rng = Lcg(seed);
     let (mut kills, mut temps_seen) = (0, 0);
     for round in 0..12 {
-        let done = snapshot(&out).keys().filter(|p| !is_temp(p)).count();
-        if done + 1 >= total {
+        let done = names(&out).iter().filter(|p| !is_temp(p)).count();
+        if done + 2 >= total {
             break; // leave some work to the final rerun
         }
-        // A moment within what is left of the work, as each rerun only does the rest.
-        let left = full.saturating_sub(startup).mul_f64((total - done) as f64 / total as f64);
-        let at = startup.mul_f64(0.5) + left.mul_f64(rng.unit());
+        // A random point of the remaining progress, and a random moment after it.
+        let target = done + 1 + (rng.unit() * (total - done - 2) as f64 / 3.0) as usize;
+        let extra = full.mul_f64(rng.unit() / total as f64);
         let args = argv(&out);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        kills += kill_after(&args, at) as usize;
-        temps_seen += snapshot(&out).keys().filter(|p| is_temp(p)).count();
+        kills += kill_at(&args, &out, target, extra) as usize;
+        temps_seen += names(&out).iter().filter(|p| is_temp(p)).count();
         let finished = assert_consistent(&out, &reference);
         eprintln!(
-            "round {round}: killed after {at:?} (full run {full:?}); {finished} of {total} outputs finished"
+            "round {round}: killed at {target} outputs + {extra:?}; {finished} of {total} outputs finished"
         );
     }
     // A temporary file as a kill between create and rename leaves it, for a file not yet done.
@@ -256,6 +275,21 @@ fn video_frames_directory_killed_at_random_moments_resumes_exactly() {
         ["video", "-m", &model, s(&input), "-o", s(out), "-j", "1", "-q"].map(String::from).to_vec()
     };
     let (kills, _) = kill_and_resume(&args, d.path(), 11);
+    assert!(kills >= 2, "only {kills} runs were killed before they finished");
+}
+
+#[test]
+fn video_from_y4m_into_frames_killed_at_random_moments_resumes_exactly() {
+    // Numbered output frames (frame_000001.png, ...): the clip length is not known in advance, so
+    // temporaries are recognised by the numbering pattern.
+    let d = tempfile::tempdir().unwrap();
+    let clip = d.path().join("clip.y4m");
+    y4m_file(&clip, 60, 96, 64);
+    let model = small_model();
+    let args = |out: &Path| -> Vec<String> {
+        ["video", "-m", &model, s(&clip), "-o", s(out), "-j", "1", "-q"].map(String::from).to_vec()
+    };
+    let (kills, _) = kill_and_resume(&args, d.path(), 5);
     assert!(kills >= 2, "only {kills} runs were killed before they finished");
 }
 
