@@ -294,6 +294,20 @@ fn video_from_y4m_into_frames_killed_at_random_moments_resumes_exactly() {
 }
 
 #[test]
+fn y4m_output_rerun_removes_a_killed_runs_temporary() {
+    let d = tempfile::tempdir().unwrap();
+    let clip = d.path().join("clip.y4m");
+    y4m_file(&clip, 3, 16, 8);
+    let out = d.path().join("out.y4m");
+    let stale = d.path().join(".out.y4m.superres-4194300-0.tmp");
+    let other = d.path().join(".clip.y4m.superres-4194300-0.tmp"); // not this run's output
+    std::fs::write(&stale, b"YUV4MPEG2 W32").unwrap();
+    std::fs::write(&other, b"x").unwrap();
+    ok(&run(&["video", "-m", &small_model(), s(&clip), "-o", s(&out), "-q"]));
+    assert!(!stale.exists() && other.exists() && out.exists());
+}
+
+#[test]
 fn fail_fast_stops_at_the_first_failure() {
     let d = tempfile::tempdir().unwrap();
     let input = d.path().join("in");
