@@ -59,9 +59,11 @@ fn fixtures_match_pytorch_on_every_level() {
     let cases = cases();
     assert!(cases.len() >= 13, "manifest lists {} cases", cases.len());
     for case in cases {
-        let mut model =
-            Model::open_with(&case.checkpoint, &OpenOptions { arch: None, params: case.params.clone() })
-                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let mut model = Model::open_with(
+            &case.checkpoint,
+            &OpenOptions { arch: None, params: case.params.clone(), ..Default::default() },
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let reference = open_fixture(&case.reference);
         let (x, h, w, _) = nchw_to_hwc(&reference, "input");
         let (want, oh, ow, _) = nchw_to_hwc(&reference, "output");

@@ -17,6 +17,7 @@ fn fixture_model(ckpt: &str, params: &[(&str, &str)]) -> Model {
     let opts = OpenOptions {
         arch: None,
         params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
     };
     Model::open_with(&path, &opts).unwrap()
 }

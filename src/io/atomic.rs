@@ -44,6 +44,76 @@ pub fn remove_all_temps() {
     REGISTRY.remove_all();
 }
 
+/// Removes the temporary files that killed runs (SIGKILL, power loss: no handler ran) left beside
+/// the given destinations, and returns how many went. Only temporaries of these destinations are
+/// touched, and never this process's own, so shards of one batch writing into one directory
+/// (each owning its own outputs) do not disturb each other. Each directory is listed once.
+///
+/// Liveness of the writer's process id is deliberately not checked: containers on different
+/// machines sharing one output directory reuse the same small pids. Running the same outputs
+/// twice at once is the caller's mistake; it costs the other run a failed rename, never a
+/// corrupt file.
+pub fn remove_stale_temps<'a>(dests: impl IntoIterator<Item = &'a Path>) -> Result<usize> {
+    use std::collections::{BTreeMap, HashSet};
+    let mut by_dir: BTreeMap<PathBuf, HashSet<std::ffi::OsString>> = BTreeMap::new();
+    for d in dests {
+        let (Some(name), dir) = (d.file_name(), d.parent().filter(|p| !p.as_os_str().is_empty())) else {
+            continue;
+        };
+        by_dir.entry(dir.unwrap_or(Path::new(".")).to_path_buf()).or_default().insert(name.to_os_string());
+    }
+    let own = std::process::id();
+    let mut removed = 0;
+    for (dir, names) in by_dir {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            // Not created yet: nothing can be stale in it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        for e in entries {
+            let e = e.map_err(|e| Error::io(&dir, e))?;
+            let file = e.file_name();
+            let Some((dest, pid)) = file.to_str().and_then(parse_temp_name) else { continue };
+            if pid != own && names.contains(std::ffi::OsStr::new(dest)) {
+                match fs::remove_file(e.path()) {
+                    Ok(()) => removed += 1,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(Error::io(e.path(), err)),
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// As [`remove_stale_temps`] for every destination in `dir` whose file name `owns` accepts (for
+/// outputs whose names follow a pattern but whose number is not known in advance).
+pub fn remove_stale_temps_in(dir: &Path, owns: impl Fn(&str) -> bool) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut dests = Vec::new();
+    for e in entries {
+        let file = e.map_err(|e| Error::io(dir, e))?.file_name();
+        if let Some((dest, _)) = file.to_str().and_then(parse_temp_name).filter(|(d, _)| owns(d)) {
+            dests.push(dir.join(dest));
+        }
+    }
+    remove_stale_temps(dests.iter().map(PathBuf::as_path))
+}
+
+/// `.<dest>.superres-<pid>-<n>.tmp` -> (dest, pid), the inverse of [`temp_path_for`].
+fn parse_temp_name(name: &str) -> Option<(&str, u32)> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (dest, tail) = inner.rsplit_once(".superres-")?;
+    let (pid, n) = tail.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    Some((dest, pid.parse().ok()?)).filter(|(d, _)| !d.is_empty())
+}
+
 /// Forgets a temporary path once it has been renamed into place or removed.
 pub(crate) fn unregister(path: &Path) {
     REGISTRY.unregister(path);
@@ -358,5 +428,30 @@ mod tests {
         registry.remove_all();
         assert_eq!(entries(dir.path()), [".b.tmp"]);
         assert!(registry.lock().is_empty());
+    }
+
+    #[test]
+    fn stale_temps_of_own_destinations_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = [
+            ".b.png.superres-77-0.tmp".to_string(), // someone else's destination
+            format!(".a.png.superres-{}-3.tmp", std::process::id()), // our own, in flight
+            ".a.png.superres-x-0.tmp".into(),       // not our name pattern
+            "a.png".into(),
+        ];
+        for n in keep.iter().chain([&".a.png.superres-77-0.tmp".into(), &".a.png.superres-5-12.tmp".into()]) {
+            fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        let a = dir.path().join("a.png");
+        let missing = dir.path().join("nope/c.png");
+        assert_eq!(remove_stale_temps([a.as_path(), missing.as_path()]).unwrap(), 2);
+        let mut want = keep.to_vec();
+        want.sort();
+        assert_eq!(entries(dir.path()), want);
+        let (tmp, _file) = TempFile::create(&a).unwrap();
+        assert_eq!(
+            parse_temp_name(tmp.tmp.file_name().unwrap().to_str().unwrap()),
+            Some(("a.png", std::process::id()))
+        );
     }
 }

@@ -113,8 +113,54 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Longest stream or frame header line: the `y4m` crate's fixed buffer, which no option can
+/// raise (real headers are well under 100 bytes).
+pub const MAX_HEADER_BYTES: usize = 1024;
+
+/// The header line (with its newline), read byte by byte so nothing past it is consumed.
+fn read_header_line<R: Read>(r: &mut R, name: &Path) -> Result<Vec<u8>> {
+    let mut line = Vec::with_capacity(64);
+    let mut b = [0u8];
+    while line.len() < MAX_HEADER_BYTES {
+        match r.read(&mut b) {
+            Ok(0) => return Ok(line),
+            Ok(_) => {
+                line.push(b[0]);
+                if b[0] == b'\n' {
+                    return Ok(line);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(name, e)),
+        }
+    }
+    Err(Error::input(
+        name,
+        format!(
+            "the Y4M header line is longer than the limit of {} bytes (fixed; real headers are under 100 bytes)",
+            MAX_HEADER_BYTES - 1
+        ),
+    ))
+}
+
+/// Width and height from a header line, when both parse: checked against the pixel limit
+/// before the `y4m` crate multiplies them.
+fn header_size(line: &[u8]) -> Option<(u64, u64)> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    // Token by token, as the crate reads them (the line as a whole need not be UTF-8); the last
+    // occurrence wins, as in the crate's parser.
+    let field = |k: u8| {
+        line.split(|&b| b == b' ')
+            .filter_map(|t| std::str::from_utf8(t.strip_prefix(&[k])?).ok()?.parse::<u64>().ok())
+            .last()
+    };
+    Some((field(b'W')?, field(b'H')?))
+}
+
+type Inner<R> = std::io::Chain<std::io::Cursor<Vec<u8>>, R>;
+
 pub struct Y4mReader<R: Read> {
-    dec: y4m::Decoder<Counting<R>>,
+    dec: y4m::Decoder<Counting<Inner<R>>>,
     count: Arc<AtomicU64>,
     header: Y4mHeader,
     name: PathBuf,
@@ -128,9 +174,20 @@ fn ratio(r: y4m::Ratio) -> (usize, usize) {
 impl<R: Read> Y4mReader<R> {
     /// Read and check the stream header. `max_pixels` bounds the frame size (an `Error::Limit`
     /// naming `--max-pixels` beyond it); the header line itself is limited to 1 KiB.
-    pub fn new(reader: R, name: &Path, max_pixels: u64) -> Result<Self> {
+    pub fn new(mut reader: R, name: &Path, max_pixels: u64) -> Result<Self> {
+        let line = read_header_line(&mut reader, name)?;
+        if let Some((w, h)) = header_size(&line) {
+            if w.saturating_mul(h) > max_pixels {
+                return Err(Error::Limit {
+                    what: format!("{}: Y4M frame of {w}x{h} pixels", name.display()),
+                    value: w.saturating_mul(h),
+                    limit: max_pixels,
+                    flag: "--max-pixels".into(),
+                });
+            }
+        }
         let count = Arc::new(AtomicU64::new(0));
-        let counting = Counting { inner: reader, n: count.clone() };
+        let counting = Counting { inner: std::io::Cursor::new(line).chain(reader), n: count.clone() };
         let bad = |why: String| Error::input(name, why);
         // Frame bytes for max_pixels 4:4:4 16-bit: the crate refuses anything larger up front.
         let limits =
@@ -138,10 +195,12 @@ impl<R: Read> Y4mReader<R> {
         let dec = y4m::Decoder::new_with_limits(counting, limits).map_err(|e| match e {
             y4m::Error::EOF => bad("truncated Y4M header (or an empty stream)".into()),
             y4m::Error::UnknownColorspace => bad("unsupported Y4M colorspace tag (supported: 420jpeg, 420mpeg2, 420paldv, 420, 420p10, 420p12, 422, 422p10, 422p12, 444, 444p10, 444p12, mono, mono12)".into()),
+            // Unreachable after the pixel check above (6 bytes per pixel covers every layout);
+            // kept so a change in the crate cannot turn into a panic or a vague message.
             y4m::Error::OutOfMemory => Error::Limit {
-                what: "Y4M frame size".into(),
-                value: 0,
-                limit: max_pixels,
+                what: format!("{}: Y4M frame size in bytes", name.display()),
+                value: max_pixels.saturating_mul(6).saturating_add(1),
+                limit: max_pixels.saturating_mul(6),
                 flag: "--max-pixels".into(),
             },
             y4m::Error::IoError(io) => Error::io(name, io),
@@ -152,11 +211,14 @@ impl<R: Read> Y4mReader<R> {
         let mut colorspace_tag = None;
         let mut extensions = Vec::new();
         for tok in raw.split(' ').filter(|t| !t.is_empty()) {
-            let (k, v) = tok.split_at(1);
+            // The tag is one character, not one byte: a non-ASCII first byte (lossily decoded)
+            // must not split a character (a fuzzer finding).
+            let mut chars = tok.chars();
+            let (k, v) = (chars.next(), chars.as_str());
             match k {
-                "I" => interlace = v.chars().next(),
-                "C" => colorspace_tag = Some(v.to_string()),
-                "X" => extensions.push(v.to_string()),
+                Some('I') => interlace = v.chars().next(),
+                Some('C') => colorspace_tag = Some(v.to_string()),
+                Some('X') => extensions.push(v.to_string()),
                 _ => {}
             }
         }
@@ -174,7 +236,7 @@ impl<R: Read> Y4mReader<R> {
         let (width, height) = (dec.get_width(), dec.get_height());
         if (width as u64).saturating_mul(height as u64) > max_pixels {
             return Err(Error::Limit {
-                what: format!("Y4M frame of {width}x{height} pixels"),
+                what: format!("{}: Y4M frame of {width}x{height} pixels", name.display()),
                 value: width as u64 * height as u64,
                 limit: max_pixels,
                 flag: "--max-pixels".into(),
@@ -358,6 +420,22 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_header_tokens_are_ignored() {
+        // Found by fuzz/y4m: a token starting with a byte that is not UTF-8 panicked.
+        let crash = b"YUV4MPEG2 W2 H2 \xb9\xff I\xc3\xa9 X\xe2\x82\xac=1\n";
+        let r = Y4mReader::new(&crash[..], Path::new("c.y4m"), 1 << 20).unwrap();
+        assert_eq!((r.header().width, r.header().height), (2, 2));
+        assert_eq!(r.header().interlace, Some('\u{e9}'));
+        assert_eq!(r.header().extensions, ["\u{20ac}=1"]);
+        let mut artifact = b"YUV4MPEG2 W1 H1 ".to_vec();
+        artifact.extend_from_slice(&[0xf0, 0x9f, 0x98, b' ', b'\n']);
+        assert!(Y4mReader::new(&artifact[..], Path::new("c.y4m"), 1 << 20).is_ok());
+        let found: &[u8] = include_bytes!("../../tests/fixtures/fuzz/y4m-split-char.y4m");
+        let mut r = Y4mReader::new(found, Path::new("f.y4m"), 1 << 20).unwrap();
+        while let Ok(Some(_)) = r.read_frame() {}
+    }
+
+    #[test]
     fn bad_headers() {
         let err = |b: &[u8]| Y4mReader::new(b, Path::new("x.y4m"), 1 << 20).err().unwrap().to_string();
         assert!(err(b"").contains("truncated"));
@@ -369,6 +447,27 @@ mod tests {
         let big = Y4mReader::new(&b"YUV4MPEG2 W100000 H100000 F25:1 C444\n"[..], Path::new("b"), 1 << 20)
             .err()
             .unwrap();
-        assert!(matches!(big, Error::Limit { .. }), "{big}");
+        assert!(matches!(big, Error::Limit { value: 10_000_000_000, .. }), "{big}");
+        assert!(big.to_string().contains("--max-pixels"), "{big}");
+        // Sizes whose product overflows are refused before anything multiplies them.
+        let huge = format!("YUV4MPEG2 W{0} H{0} F25:1\n", u64::MAX);
+        let e = Y4mReader::new(huge.as_bytes(), Path::new("h"), 1 << 20).err().unwrap();
+        assert!(matches!(e, Error::Limit { value: u64::MAX, .. }), "{e}");
+        let twice = format!("YUV4MPEG2 W4 H4 W{0} H{0} F25:1\n", 1u64 << 40);
+        let e = Y4mReader::new(twice.as_bytes(), Path::new("h"), 1 << 20).err().unwrap();
+        assert!(matches!(e, Error::Limit { .. }), "{e}");
+        let mut bad_utf8 = format!("YUV4MPEG2 W{0} H{0} F25:1 X", 1u64 << 40).into_bytes();
+        bad_utf8.extend_from_slice(b"\xff\n");
+        let e = Y4mReader::new(&bad_utf8[..], Path::new("h"), 1 << 20).err().unwrap();
+        assert!(matches!(e, Error::Limit { .. }), "{e}");
+        let long = format!("YUV4MPEG2 W4 H4 F25:1 X{}\n", "a".repeat(2000));
+        let e = Y4mReader::new(long.as_bytes(), Path::new("l.y4m"), 1 << 20).err().unwrap();
+        assert!(matches!(e, Error::Input { .. }) && e.to_string().contains("l.y4m"), "{e}");
+        assert!(e.to_string().contains("limit of 1023 bytes"), "{e}");
+        // A header of exactly the longest length still reads.
+        let pad = MAX_HEADER_BYTES - "YUV4MPEG2 W4 H4 F25:1 X\n".len();
+        let ok = format!("YUV4MPEG2 W4 H4 F25:1 X{}\n", "a".repeat(pad));
+        assert_eq!(ok.len(), MAX_HEADER_BYTES);
+        assert!(Y4mReader::new(ok.as_bytes(), Path::new("ok"), 1 << 20).is_ok());
     }
 }

@@ -214,4 +214,35 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// Any size, factor and border: unshuffle then shuffle is the identity, shuffle then
+        /// unshuffle too, and both match the dense references bit for bit.
+        #[test]
+        fn shuffle_and_unshuffle_invert_each_other(
+            h in 1usize..7, w in 1usize..7, c in 1usize..5, r in 1usize..5, pad in 0usize..3, seed in 0u32..1000,
+        ) {
+            let (bh, bw) = (h * r, w * r);
+            let x: Vec<f32> = (0..bh * bw * c).map(|i| ((i as u32 ^ seed).wrapping_mul(2654435761) >> 8) as f32).collect();
+            let xt = Tensor::from_hwc(bh, bw, c, pad, &x);
+            let mut packed = Tensor::zeros(h, w, c * r * r, pad);
+            let pl = packed.layout;
+            // SAFETY: owned tensors of matching geometry.
+            unsafe { unshuffle_raw(xt.data.as_ptr(), &xt.layout, packed.data.as_mut_ptr(), &pl, r) };
+            let p = packed.to_hwc();
+            proptest::prop_assert_eq!(&p, &unshuffle_reference(&x, bh, bw, c, r));
+            let mut back = Tensor::zeros(bh, bw, c, (pad + 1) % 3);
+            let bl = back.layout;
+            // SAFETY: as above.
+            unsafe { run_raw(packed.data.as_ptr(), &pl, None, back.data.as_mut_ptr(), &bl, r) };
+            proptest::prop_assert_eq!(back.to_hwc(), x.clone());
+            proptest::prop_assert_eq!(reference(&p, h, w, c, r), x);
+            // The other way round: shuffle then unshuffle.
+            let mut again = Tensor::zeros(h, w, c * r * r, 0);
+            let al = again.layout;
+            // SAFETY: as above.
+            unsafe { unshuffle_raw(back.data.as_ptr(), &bl, again.data.as_mut_ptr(), &al, r) };
+            proptest::prop_assert_eq!(again.to_hwc(), p);
+        }
+    }
 }

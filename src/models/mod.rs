@@ -40,6 +40,8 @@ pub struct OpenOptions {
     pub arch: Option<String>,
     /// Hyper-parameter overrides (`--param key=value`).
     pub params: Vec<(String, String)>,
+    /// Most and largest tensors the file may declare (`--max-tensors`, `--max-tensor-mib`).
+    pub limits: crate::weights::WeightLimits,
 }
 
 /// Summary of a model for `superres info`.
@@ -94,14 +96,14 @@ impl Model {
             return Model::open_ncnn(path, opts);
         }
         if crate::weights::pth::looks_like_pth(&head) {
-            let pth = crate::weights::pth::read_pth(path)?;
+            let pth = crate::weights::pth::read_pth_with(path, &opts.limits)?;
             let mut m = Model::from_state_dict(path, pth.state, opts)?;
             if let Some(k) = pth.source_key {
                 m.notes.insert(0, format!("state dict read from key '{k}'"));
             }
             return Ok(m);
         }
-        let st = SafeTensors::open(path)?;
+        let st = SafeTensors::open_with(path, &opts.limits)?;
         let stored = Arch::from_metadata(st.metadata()).map_err(|r| Error::format(path, r))?;
         let layout = st.metadata().get("layout").and_then(|l| arch::parse_layout(l));
         let src = TensorSource::new(path, Store::Mapped(st));
@@ -123,6 +125,7 @@ impl Model {
     /// A model from an ncnn graph already read (see [`crate::weights::ncnn`]).
     pub fn from_ncnn(nm: &crate::weights::ncnn::Model, opts: &OpenOptions) -> Result<Model> {
         let imp = ncnn::import(nm)?;
+        opts.limits.check_state_dict(&nm.param_path, &imp.state)?;
         let mut o = opts.clone();
         o.params = imp.params.iter().cloned().chain(opts.params.iter().cloned()).collect();
         let mut m = Model::from_state_dict(&nm.param_path, imp.state, &o)?;

@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod cancel;
 pub mod chain;
+pub mod shard;
 pub mod tile;
 pub mod tta;
 pub mod upscale;

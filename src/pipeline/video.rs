@@ -34,6 +34,9 @@ enum Engine {
     Image { up: Box<Upscaler> },
 }
 
+/// Which output frames to produce (all by default); see [`VideoStream::select_outputs`].
+type Wanted = Box<dyn Fn(usize) -> bool + Send>;
+
 /// Push LR frames, receive HR frames in order.
 pub struct VideoStream {
     engine: Engine,
@@ -41,6 +44,7 @@ pub struct VideoStream {
     next_out: usize,
     size: Option<(usize, usize)>,
     finished: bool,
+    wanted: Option<Wanted>,
 }
 
 impl VideoStream {
@@ -63,7 +67,36 @@ impl VideoStream {
     }
 
     fn with(engine: Engine) -> Self {
-        VideoStream { engine, received: 0, next_out: 0, size: None, finished: false }
+        VideoStream { engine, received: 0, next_out: 0, size: None, finished: false, wanted: None }
+    }
+
+    /// Produce only the output frames whose index `wanted` accepts (a shard's range, the frames
+    /// a killed run did not write): the others are never computed, and an input frame's
+    /// features only when a wanted window contains it. Every produced frame is bit-identical to
+    /// the same frame of a run over the whole clip, since windows are chosen by the same rule.
+    /// `wanted` must give the same answer for an index every time it is asked.
+    pub fn select_outputs(&mut self, wanted: impl Fn(usize) -> bool + Send + 'static) {
+        self.wanted = Some(Box::new(wanted));
+    }
+
+    fn is_wanted(&self, i: usize) -> bool {
+        self.wanted.as_ref().is_none_or(|w| w(i))
+    }
+
+    /// Frames received so far (the index the next pushed frame gets).
+    pub fn received(&self) -> usize {
+        self.received
+    }
+
+    /// Whether input frame `j` is read by any wanted output: if not, [`VideoStream::push_skipped`]
+    /// may stand in for it. A window reaches at most `2·half` frames from its centre, whatever the
+    /// edge policy (reflections mirror within the window's span).
+    pub fn needs_input(&self, j: usize) -> bool {
+        let reach = match &self.engine {
+            Engine::Temporal { net, .. } => 2 * (net.num_frames() / 2),
+            Engine::Image { .. } => 0,
+        };
+        (j.saturating_sub(reach)..=j.saturating_add(reach)).any(|i| self.is_wanted(i))
     }
 
     pub fn scale(&self) -> usize {
@@ -99,6 +132,36 @@ impl VideoStream {
 
     /// Add the next frame; returns the output frames that became ready, in order.
     pub fn push(&mut self, frame: &RgbFrame) -> Result<Vec<RgbFrame>> {
+        Ok(self.push_indexed(frame)?.into_iter().map(|(_, f)| f).collect())
+    }
+
+    /// The clip ended: produce the remaining frames (their windows are completed by the edge
+    /// policy now that the clip length is known).
+    pub fn finish(&mut self) -> Result<Vec<RgbFrame>> {
+        Ok(self.finish_indexed()?.into_iter().map(|(_, f)| f).collect())
+    }
+
+    /// Count an input frame that no wanted output reads ([`VideoStream::needs_input`] is false)
+    /// without its pixels; returns the output frames that became ready.
+    pub fn push_skipped(&mut self) -> Result<Vec<(usize, RgbFrame)>> {
+        if self.finished {
+            return Err(Error::Usage("frame pushed after the stream was finished".into()));
+        }
+        if self.needs_input(self.received) {
+            return Err(Error::Usage(format!("frame {} is needed and cannot be skipped", self.received)));
+        }
+        self.received += 1;
+        match &self.engine {
+            Engine::Image { .. } => {
+                self.next_out += 1;
+                Ok(Vec::new())
+            }
+            Engine::Temporal { .. } => self.drain(None),
+        }
+    }
+
+    /// As [`VideoStream::push`], each output frame with its index in the clip.
+    pub fn push_indexed(&mut self, frame: &RgbFrame) -> Result<Vec<(usize, RgbFrame)>> {
         if self.finished {
             return Err(Error::Usage("frame pushed after the stream was finished".into()));
         }
@@ -117,28 +180,33 @@ impl VideoStream {
             return Err(Error::Usage(format!("frame {} has {} values", self.received, frame.data.len())));
         }
         let idx = self.received;
+        let (wanted, needed) = (self.is_wanted(idx), self.needs_input(idx));
         match &mut self.engine {
             Engine::Image { up } => {
                 self.received += 1;
                 self.next_out += 1;
-                Ok(vec![upscale_frame(up, frame)?])
+                if !wanted {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![(idx, upscale_frame(up, frame)?)])
             }
             Engine::Temporal { net, arena, cache, tta, .. } => {
-                let mut per = Vec::with_capacity(tta.len());
-                for d in tta.transforms() {
-                    let (px, th, tw) = d.apply(&frame.data, frame.height, frame.width, 3);
-                    per.push(net.features(&px, th, tw, arena)?);
+                if needed {
+                    let mut per = Vec::with_capacity(tta.len());
+                    for d in tta.transforms() {
+                        let (px, th, tw) = d.apply(&frame.data, frame.height, frame.width, 3);
+                        per.push(net.features(&px, th, tw, arena)?);
+                    }
+                    cache.insert(idx, per);
                 }
-                cache.insert(idx, per);
                 self.received += 1;
                 self.drain(None)
             }
         }
     }
 
-    /// The clip ended: produce the remaining frames (their windows are completed by the edge
-    /// policy now that the clip length is known).
-    pub fn finish(&mut self) -> Result<Vec<RgbFrame>> {
+    /// As [`VideoStream::finish`], each output frame with its index in the clip.
+    pub fn finish_indexed(&mut self) -> Result<Vec<(usize, RgbFrame)>> {
         if self.finished {
             return Ok(Vec::new());
         }
@@ -147,13 +215,20 @@ impl VideoStream {
         self.drain(Some(n))
     }
 
-    fn drain(&mut self, n: Option<usize>) -> Result<Vec<RgbFrame>> {
+    fn drain(&mut self, n: Option<usize>) -> Result<Vec<(usize, RgbFrame)>> {
         let mut out = Vec::new();
+        let wanted = &self.wanted;
         let Engine::Temporal { net, arena, cache, policy, tta } = &mut self.engine else { return Ok(out) };
         let half = net.num_frames() / 2;
         let (w, h) = self.size.unwrap_or((0, 0));
         while self.next_out < self.received {
             let i = self.next_out;
+            if !wanted.as_ref().is_none_or(|f| f(i)) {
+                self.next_out += 1;
+                let keep_from = self.next_out.saturating_sub(2 * half);
+                cache.retain(|&k, _| k >= keep_from);
+                continue;
+            }
             // Until the clip length is known, a window is final only if it does not reach past
             // the frames received so far.
             let idx = policy.window(i, half, n);
@@ -186,7 +261,7 @@ impl VideoStream {
                 let inv = 1.0 / tta.len() as f32;
                 data.iter_mut().for_each(|v| *v *= inv);
             }
-            out.push(RgbFrame { width: ow, height: oh, data });
+            out.push((i, RgbFrame { width: ow, height: oh, data }));
             self.next_out += 1;
             // Later windows never reach further back than 2·half frames before their centre.
             let keep_from = self.next_out.saturating_sub(2 * half);

@@ -6,7 +6,61 @@
 pub mod ncnn;
 pub mod pth;
 
+use crate::error::{Error, Result};
 use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How much a checkpoint may declare before anything is allocated for it: a hostile or corrupt
+/// file must not make a server allocate without bound. The defaults are far above any real
+/// super-resolution model (the largest have a few thousand tensors of a few MiB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightLimits {
+    /// Most tensors in one file (`--max-tensors`).
+    pub max_tensors: usize,
+    /// Largest single tensor, in bytes (`--max-tensor-mib` in MiB).
+    pub max_tensor_bytes: u64,
+}
+
+impl Default for WeightLimits {
+    fn default() -> Self {
+        WeightLimits { max_tensors: 100_000, max_tensor_bytes: 4 << 30 }
+    }
+}
+
+impl WeightLimits {
+    /// `n` tensors declared by `file`.
+    pub fn check_count(&self, file: &Path, n: usize) -> Result<()> {
+        if n > self.max_tensors {
+            return Err(Error::Limit {
+                what: format!("{}: number of tensors", file.display()),
+                value: n as u64,
+                limit: self.max_tensors as u64,
+                flag: "--max-tensors".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A tensor of `bytes` bytes declared by `file`.
+    pub fn check_tensor(&self, file: &Path, name: &str, bytes: u64) -> Result<()> {
+        if bytes > self.max_tensor_bytes {
+            const MIB: u64 = 1 << 20;
+            return Err(Error::Limit {
+                what: format!("{}: tensor '{name}' size in MiB", file.display()),
+                value: bytes.div_ceil(MIB),
+                limit: self.max_tensor_bytes / MIB,
+                flag: "--max-tensor-mib".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every tensor of a state dict already read (importers whose input size bounds their memory).
+    pub fn check_state_dict(&self, file: &Path, sd: &StateDict) -> Result<()> {
+        self.check_count(file, sd.tensors.len())?;
+        sd.tensors.iter().try_for_each(|(n, t)| self.check_tensor(file, n, t.bytes.len() as u64))
+    }
+}
 
 /// Element type of a stored tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -89,13 +143,13 @@ impl TensorData {
     }
 
     /// Widen (or narrow, for f64) to f32. Integer tensors are not weights: an error.
-    pub fn to_f32(&self) -> Result<Vec<f32>, String> {
+    pub fn to_f32(&self) -> std::result::Result<Vec<f32>, String> {
         to_f32(self.dtype, &self.bytes, self.numel())
     }
 }
 
 /// Decode `n` little-endian elements of `dtype` from `bytes` as f32.
-pub fn to_f32(dtype: DType, bytes: &[u8], n: usize) -> Result<Vec<f32>, String> {
+pub fn to_f32(dtype: DType, bytes: &[u8], n: usize) -> std::result::Result<Vec<f32>, String> {
     if bytes.len() != n * dtype.size() {
         return Err(format!("{} bytes for {n} elements of {}", bytes.len(), dtype.name()));
     }
@@ -165,6 +219,19 @@ mod tests {
         assert!(f16_to_f32(0x7e00).is_nan());
         assert_eq!(f16_to_f32(0xfc00), f32::NEG_INFINITY);
         assert_eq!(f16_to_f32(0x8000).to_bits(), 0x8000_0000);
+    }
+
+    #[test]
+    fn limits_name_the_file_and_the_flag() {
+        let l = WeightLimits { max_tensors: 2, max_tensor_bytes: 3 << 20 };
+        let f = Path::new("m.pth");
+        assert!(l.check_count(f, 2).is_ok() && l.check_tensor(f, "w", 3 << 20).is_ok());
+        let e = l.check_count(f, 3).unwrap_err().to_string();
+        assert!(e.contains("m.pth") && e.contains("--max-tensors") && e.contains("(3)"), "{e}");
+        let e = l.check_tensor(f, "body.0.weight", (3 << 20) + 1).unwrap_err();
+        assert!(matches!(e, Error::Limit { value: 4, limit: 3, .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(e.contains("body.0.weight") && e.contains("--max-tensor-mib"), "{e}");
     }
 }
 

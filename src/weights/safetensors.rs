@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// Largest JSON header we accept (the format's own reference implementation uses 100 MB).
 pub const MAX_HEADER_BYTES: u64 = 100 << 20;
-/// Most tensors a model file may declare.
-pub const MAX_TENSORS: usize = 100_000;
+/// Most tensors a header may declare at all (a sanity bound for the JSON parse; the configurable
+/// limit is [`super::WeightLimits`], checked by [`SafeTensors::open_with`]).
+pub const MAX_TENSORS: usize = 10_000_000;
 
 /// One tensor's entry in the header.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,12 +153,22 @@ pub struct SafeTensors {
 impl SafeTensors {
     /// Map a file and validate its header. Tensor bytes are not touched.
     pub fn open(path: &Path) -> Result<Self> {
+        SafeTensors::open_with(path, &super::WeightLimits::default())
+    }
+
+    /// [`SafeTensors::open`], refusing a header that declares more or larger tensors than
+    /// `limits` allow (before any tensor data is read).
+    pub fn open_with(path: &Path, limits: &super::WeightLimits) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         // SAFETY: the mapping is read-only; a file truncated by another process while we hold
         // it is outside what any reader can defend against, as for every mmap-based loader.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let header = parse_header(&map, len).map_err(|r| Error::format(path, r))?;
+        limits.check_count(path, header.tensors.len())?;
+        for t in &header.tensors {
+            limits.check_tensor(path, &t.name, (t.end - t.begin) as u64)?;
+        }
         Ok(SafeTensors { path: path.to_path_buf(), header, backing: Backing::Mapped(map) })
     }
 

@@ -245,7 +245,7 @@ pub fn models(a: ModelsArgs) -> Result<ExitCode> {
 
 pub fn convert(a: ConvertArgs) -> Result<ExitCode> {
     let src = std::path::Path::new(&a.src);
-    let opts = OpenOptions { arch: a.arch.clone(), params: a.params.clone() };
+    let opts = OpenOptions { arch: a.arch.clone(), params: a.params.clone(), ..Default::default() };
     let report = superres::convert(src, std::path::Path::new(&a.output), &opts)?;
     println!("read:         {}", a.src);
     println!("architecture: {}", report.info.description);

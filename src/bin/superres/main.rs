@@ -69,6 +69,12 @@ pub struct ModelArgs {
     #[arg(long = "conv", value_name = "ALGO",
           value_parser = clap::builder::PossibleValuesParser::new(["auto", "direct", "winograd"]))]
     pub conv: Option<String>,
+    /// Most tensors a model file may declare (a guard against hostile checkpoints).
+    #[arg(long, value_name = "N", default_value_t = superres::weights::WeightLimits::default().max_tensors)]
+    pub max_tensors: usize,
+    /// Largest tensor a model file may declare, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = superres::weights::WeightLimits::default().max_tensor_bytes >> 20)]
+    pub max_tensor_mib: u64,
 }
 
 /// Self-ensemble options shared by `upscale` and `eval`.
@@ -92,6 +98,32 @@ impl TtaArgs {
             return Ok(superres::pipeline::Ensemble::none());
         }
         superres::pipeline::Ensemble::with_count(self.tta_transforms.parse().expect("validated by clap"))
+    }
+}
+
+/// Splitting a batch over machines (`upscale` and `video`).
+#[derive(Args, Clone, Debug)]
+pub struct ShardArgs {
+    /// Process only shard i of n (0 <= i < n, as Kubernetes' JOB_COMPLETION_INDEX): a contiguous
+    /// share of the inputs in path order, or of a video's frames. The n shards' outputs together
+    /// are exactly the single-machine run's.
+    #[arg(long, value_name = "i/n", conflicts_with = "shard_from_env")]
+    pub shard: Option<String>,
+    /// Take the shard from the scheduler: the index from SUPERRES_SHARD_INDEX,
+    /// JOB_COMPLETION_INDEX (Kubernetes) or SLURM_ARRAY_TASK_ID (less SLURM_ARRAY_TASK_MIN), the
+    /// count from SUPERRES_SHARD_COUNT or SLURM_ARRAY_TASK_COUNT.
+    #[arg(long)]
+    pub shard_from_env: bool,
+}
+
+impl ShardArgs {
+    pub fn get(&self) -> superres::Result<superres::pipeline::shard::Shard> {
+        use superres::pipeline::shard::Shard;
+        match (&self.shard, self.shard_from_env) {
+            (Some(s), _) => Shard::parse(s),
+            (None, true) => Shard::from_env(),
+            (None, false) => Ok(Shard::ALL),
+        }
     }
 }
 
@@ -120,7 +152,14 @@ impl ModelArgs {
         } else {
             self.model.iter().map(|s| s.as_str()).collect()
         };
-        let opts = superres::models::OpenOptions { arch: self.arch.clone(), params: self.params.clone() };
+        let opts = superres::models::OpenOptions {
+            arch: self.arch.clone(),
+            params: self.params.clone(),
+            limits: superres::weights::WeightLimits {
+                max_tensors: self.max_tensors,
+                max_tensor_bytes: self.max_tensor_mib.saturating_mul(1 << 20),
+            },
+        };
         let has_levels: Vec<bool> = names.iter().map(|n| !registry::noise_levels(n).is_empty()).collect();
         if self.noise.is_some_and(|n| n != -1) && !has_levels.iter().any(|&h| h) {
             // Let the registry explain what has noise levels.

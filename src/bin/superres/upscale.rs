@@ -49,9 +49,14 @@ pub struct UpscaleArgs {
     /// Worker threads (default: all available cores).
     #[arg(short = 'j', long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Redo outputs that already exist (by default they are skipped).
+    /// Redo outputs that already exist (by default they are skipped, so a rerun resumes).
     #[arg(long)]
     pub overwrite: bool,
+    /// Stop at the first input that fails (by default a batch reports it and carries on).
+    #[arg(long)]
+    pub fail_fast: bool,
+    #[command(flatten)]
+    pub shard: crate::ShardArgs,
     /// Progress as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,
@@ -81,7 +86,18 @@ pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
     }
     let forced: Option<OutFormat> = a.format.as_deref().map(|f| f.parse::<OutFormat>()).transpose()?;
     let inputs: Vec<String> = a.inputs.iter().chain(&a.input_opts).cloned().collect();
+    let shard = a.shard.get()?;
     let jobs = batch::plan(&inputs, &a.output, forced)?;
+    if shard.count > 1 && jobs.iter().any(|j| j.source == Source::Stdin || j.sink == Sink::Stdout) {
+        return Err(Error::Usage("--shard splits file and directory batches, not stdin or stdout".into()));
+    }
+    let jobs = shard.select(jobs);
+    // A run killed without a chance to clean up (SIGKILL, a lost node) leaves its temporary
+    // files; they belong to outputs of this shard, which this run now owns.
+    superres::io::atomic::remove_stale_temps(jobs.iter().filter_map(|j| match &j.sink {
+        Sink::File(p) => Some(p.as_path()),
+        Sink::Stdout => None,
+    }))?;
     let opts = UpscaleOptions {
         tile: a.tile,
         tile_pad: a.tile_pad,
@@ -128,7 +144,12 @@ pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
             Err(e) => {
                 failed += 1;
                 progress.file(&src, &dst, "failed", t0.elapsed().as_secs_f64(), Some(&e.to_string()));
-                if jobs.len() == 1 {
+                if jobs.len() == 1 && shard.count == 1 {
+                    return Err(e);
+                }
+                if a.fail_fast {
+                    progress.summary(done, skipped, failed);
+                    eprintln!("error: stopped at the first failure (--fail-fast)");
                     return Err(e);
                 }
                 report(&e);

@@ -67,6 +67,12 @@ pub struct VideoArgs {
     /// Largest frame accepted, in pixels.
     #[arg(long)]
     pub max_pixels: Option<u64>,
+    /// Redo frame images that already exist in the output directory (by default they are
+    /// skipped, so a rerun of a killed run resumes).
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub shard: crate::ShardArgs,
 }
 
 /// Where frames come from.
@@ -167,6 +173,18 @@ impl Source {
         }
     }
 
+    /// Pass over the next frame without converting it; false at the end of the input.
+    fn skip(&mut self) -> Result<bool> {
+        match self {
+            Source::Y4m(r, _) => Ok(r.read_frame()?.is_some()),
+            Source::Dir(files, i) => {
+                let more = *i < files.len();
+                *i += usize::from(more);
+                Ok(more)
+            }
+        }
+    }
+
     fn input_bits(&self) -> u32 {
         match self {
             Source::Y4m(r, _) => r.header().bits,
@@ -178,28 +196,41 @@ impl Source {
 /// Where frames go.
 enum Sink<'a> {
     Y4m(Y4mWriter<&'a mut dyn Write>, YuvFormat),
-    Dir { dir: PathBuf, depth: u8, count: usize },
+    Dir { names: FrameNames, depth: u8 },
+}
+
+/// Where the frame images of a frames-directory output go: the input frame's file name (as a
+/// PNG if that is not an image format we write), or `frame_NNNNNN.png` counted from 1.
+#[derive(Clone)]
+struct FrameNames {
+    dir: PathBuf,
+    inputs: Option<Vec<PathBuf>>,
+}
+
+impl FrameNames {
+    fn path(&self, i: usize) -> PathBuf {
+        let file = match self.inputs.as_ref().and_then(|f| f.get(i)).and_then(|p| p.file_name()) {
+            Some(n) => self.dir.join(n),
+            None => self.dir.join(format!("frame_{:06}.png", i + 1)),
+        };
+        if OutFormat::from_extension(&file).is_some() {
+            file
+        } else {
+            file.with_extension("png")
+        }
+    }
 }
 
 impl Sink<'_> {
-    fn write(&mut self, f: &RgbFrame, name: Option<&Path>) -> Result<()> {
+    fn write(&mut self, f: &RgbFrame, index: usize) -> Result<()> {
         match self {
             Sink::Y4m(w, fmt) => {
                 let yuv = rgb_to_yuv(&f.data, f.width, f.height, fmt);
                 w.write_frame(&yuv).map_err(|e| Error::io("<video output>", e))
             }
-            Sink::Dir { dir, depth, count } => {
-                let file = match name.and_then(|n| n.file_name()) {
-                    Some(n) => dir.join(n),
-                    None => dir.join(format!("frame_{:06}.png", *count + 1)),
-                };
-                *count += 1;
+            Sink::Dir { names, depth } => {
+                let file = names.path(index);
                 let format = OutFormat::from_extension(&file).unwrap_or(OutFormat::Png);
-                let file = if OutFormat::from_extension(&file).is_some() {
-                    file
-                } else {
-                    file.with_extension("png")
-                };
                 let view =
                     |s| ImageView { width: f.width as u32, height: f.height as u32, channels: 3, samples: s };
                 let opts = EncodeOptions::new(format);
@@ -232,11 +263,32 @@ pub fn run(a: VideoArgs) -> Result<ExitCode> {
     }
     let limits = DecodeLimits { max_pixels: a.max_pixels.unwrap_or(DecodeLimits::default().max_pixels) };
     let edge: Option<EdgePolicy> = a.edge.as_deref().map(str::parse).transpose()?;
+    let shard = a.shard.get()?;
+    let out_is_dir = !(a.output == "-" || a.output.ends_with(".y4m"));
+    if shard.count > 1 && !out_is_dir {
+        return Err(Error::Usage(
+            "--shard needs a frames-directory output (-o DIR): shards write disjoint frames".into(),
+        ));
+    }
+    // The clip length, when a shard needs it: frame files, or a pass over a Y4M file.
+    let frames = if shard.count > 1 {
+        if a.input == "-" {
+            return Err(Error::Usage("--shard needs a Y4M file or a frames directory, not stdin".into()));
+        }
+        let mut probe = Source::open(&a.input, &a, limits.max_pixels)?;
+        let mut n = 0;
+        while probe.skip()? {
+            n += 1;
+        }
+        Some(n)
+    } else {
+        None
+    };
     let source = Source::open(&a.input, &a, limits.max_pixels)?;
     let model = a.model.open()?;
     let level = cpu_level();
     let tta = a.tta.ensemble()?;
-    let stream = if model.arch().is_video() {
+    let mut stream = if model.arch().is_video() {
         VideoStream::temporal_tta(model.build_video(level)?, edge, tta)
     } else {
         let opts = UpscaleOptions {
@@ -248,7 +300,7 @@ pub fn run(a: VideoArgs) -> Result<ExitCode> {
         };
         VideoStream::image(Upscaler::new(model.build(level, a.model.scale)?, opts))
     };
-    let out_is_y4m = a.output == "-" || a.output.ends_with(".y4m");
+    let out_is_y4m = !out_is_dir;
     let depth: u8 = match &a.depth {
         Some(_) if out_is_y4m => {
             return Err(Error::Usage(
@@ -264,7 +316,39 @@ pub fn run(a: VideoArgs) -> Result<ExitCode> {
             }
         }
     };
-    let mut progress = Progress::new(a.json, a.quiet, source.total().unwrap_or(0));
+    let names = FrameNames {
+        dir: PathBuf::from(&a.output),
+        inputs: match &source {
+            Source::Dir(f, _) => Some(f.clone()),
+            Source::Y4m(..) => None,
+        },
+    };
+    let range = frames.map_or(0..usize::MAX, |n| shard.range(n));
+    if out_is_dir {
+        // Frames that exist are finished (written atomically): a rerun after a kill skips them.
+        let (sel_names, sel_range, overwrite) = (names.clone(), range.clone(), a.overwrite);
+        stream.select_outputs(move |i| sel_range.contains(&i) && (overwrite || !sel_names.path(i).exists()));
+        // Temporaries a killed run left beside this run's frames.
+        let dir = PathBuf::from(&a.output);
+        match frames.or(source.total()) {
+            Some(n) => {
+                let r = if frames.is_some() { range.clone() } else { 0..n };
+                let paths: Vec<PathBuf> = r.map(|i| names.path(i)).collect();
+                superres::io::atomic::remove_stale_temps(paths.iter().map(PathBuf::as_path))?;
+            }
+            None => {
+                superres::io::atomic::remove_stale_temps_in(&dir, |name| {
+                    name.strip_prefix("frame_")
+                        .and_then(|r| r.strip_suffix(".png"))
+                        .is_some_and(|d| d.len() >= 6 && d.bytes().all(|b| b.is_ascii_digit()))
+                })?;
+            }
+        }
+    } else if a.output != "-" {
+        superres::io::atomic::remove_stale_temps([Path::new(&a.output)])?;
+    }
+    let mut progress =
+        Progress::new(a.json, a.quiet, source.total().map_or(0, |n| n.min(range.end) - range.start.min(n)));
     let header_for = YuvHeaders {
         input: match &source {
             Source::Y4m(r, fmt) => Some((r.header().clone(), *fmt)),
@@ -279,6 +363,7 @@ pub fn run(a: VideoArgs) -> Result<ExitCode> {
         limits,
         input: a.input.clone(),
         output: a.output.clone(),
+        range: range.clone(),
         progress: &mut progress,
     };
 
@@ -296,22 +381,24 @@ pub fn run(a: VideoArgs) -> Result<ExitCode> {
         let mut n = 0;
         superres::io::write_atomic(&out, |file| {
             let mut slot: Option<&mut dyn Write> = Some(file);
-            n = job.run(&mut |ow, oh| {
-                let (h, fmt) = header_for.at(ow, oh);
-                let w = slot.take().expect("one output stream");
-                Ok(Sink::Y4m(Y4mWriter::new(w, h).map_err(|e| Error::io(&out, e))?, fmt))
-            })?;
+            n = job
+                .run(&mut |ow, oh| {
+                    let (h, fmt) = header_for.at(ow, oh);
+                    let w = slot.take().expect("one output stream");
+                    Ok(Sink::Y4m(Y4mWriter::new(w, h).map_err(|e| Error::io(&out, e))?, fmt))
+                })?
+                .0;
             Ok(())
         })
-        .map(|_| n)
+        .map(|_| (n, 0))
     } else {
         let dir = PathBuf::from(&a.output);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        job.run(&mut |_, _| Ok(Sink::Dir { dir: dir.clone(), depth, count: 0 }))
+        job.run(&mut |_, _| Ok(Sink::Dir { names: names.clone(), depth }))
     };
     match result {
-        Ok(n) => {
-            progress.summary(n, 0, 0);
+        Ok((n, skipped)) => {
+            progress.summary(n, skipped, 0);
             Ok(ExitCode::SUCCESS)
         }
         // A closed pipe downstream (e.g. `| head`) ends the run quietly, like other filters.
@@ -366,18 +453,31 @@ struct Job<'p> {
     limits: DecodeLimits,
     input: String,
     output: String,
+    /// The frames this run is responsible for (a shard's share; everything by default).
+    range: std::ops::Range<usize>,
     progress: &'p mut Progress,
 }
 
 impl Job<'_> {
     /// Read every frame, push it through the stream, and write what comes out; the sink is made
-    /// when the first output frame's size is known.
-    fn run<'w>(&mut self, make_sink: &mut dyn FnMut(usize, usize) -> Result<Sink<'w>>) -> Result<usize> {
+    /// when the first output frame's size is known. Frames no wanted output reads are passed
+    /// over without being converted. Returns the frames written and the frames skipped.
+    fn run<'w>(
+        &mut self,
+        make_sink: &mut dyn FnMut(usize, usize) -> Result<Sink<'w>>,
+    ) -> Result<(usize, usize)> {
         let start = Instant::now();
         let mut sink: Option<Sink<'w>> = None;
-        let mut names: std::collections::VecDeque<Option<PathBuf>> = Default::default();
         let mut written = 0usize;
         loop {
+            if !self.stream.needs_input(self.stream.received()) {
+                if !self.source.skip()? {
+                    break;
+                }
+                let outs = self.stream.push_skipped()?;
+                self.emit(outs, &mut sink, make_sink, &mut written, start)?;
+                continue;
+            }
             let next = self.source.next(&self.limits)?;
             let Some((frame, name)) = next else { break };
             let m = self.stream.size_multiple();
@@ -390,40 +490,41 @@ impl Job<'_> {
                     ),
                 ));
             }
-            let outs = self.stream.push(&frame).map_err(|e| match (e, &name) {
+            let outs = self.stream.push_indexed(&frame).map_err(|e| match (e, &name) {
                 (Error::Usage(msg), Some(n)) => Error::input(n, msg),
                 (Error::Usage(msg), None) => Error::input(&self.input, msg),
                 (e, _) => e,
             })?;
-            names.push_back(name);
-            self.emit(outs, &mut sink, make_sink, &mut names, &mut written, start)?;
+            self.emit(outs, &mut sink, make_sink, &mut written, start)?;
         }
-        let outs = self.stream.finish()?;
-        self.emit(outs, &mut sink, make_sink, &mut names, &mut written, start)?;
-        if written == 0 {
+        let outs = self.stream.finish_indexed()?;
+        self.emit(outs, &mut sink, make_sink, &mut written, start)?;
+        let n = self.stream.received();
+        if n == 0 {
             return Err(Error::input(&self.input, "the input has no frames"));
         }
-        Ok(written)
+        let share = self.range.end.min(n) - self.range.start.min(n);
+        Ok((written, share - written))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn emit<'w>(
         &mut self,
-        frames: Vec<RgbFrame>,
+        frames: Vec<(usize, RgbFrame)>,
         sink: &mut Option<Sink<'w>>,
         make_sink: &mut dyn FnMut(usize, usize) -> Result<Sink<'w>>,
-        names: &mut std::collections::VecDeque<Option<PathBuf>>,
         written: &mut usize,
         start: Instant,
     ) -> Result<()> {
-        for f in frames {
+        for (i, f) in frames {
             if sink.is_none() {
                 *sink = Some(make_sink(f.width, f.height)?);
             }
-            let name = names.pop_front().flatten();
-            sink.as_mut().expect("created above").write(&f, name.as_deref())?;
+            sink.as_mut().expect("created above").write(&f, i)?;
             *written += 1;
-            let label = name.as_ref().map_or_else(|| format!("frame {written}"), |n| n.display().to_string());
+            let label = match &self.source {
+                Source::Dir(files, _) => files[i].display().to_string(),
+                Source::Y4m(..) => format!("frame {}", i + 1),
+            };
             self.progress.file(
                 &label,
                 &self.output,

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use self::pickle::{Pickle, TensorRef};
-use super::{StateDict, TensorData};
+use super::{StateDict, TensorData, WeightLimits};
 use crate::error::Error;
 
 /// A checkpoint's weights, and the key of the top-level dict they were found under
@@ -55,45 +55,92 @@ pub fn looks_like_pth(head: &[u8]) -> bool {
     zip::is_zip(head) || legacy::has_magic(head) || legacy::is_tar(head)
 }
 
+/// Why reading failed: a malformed file, or one that declares more than the limits allow.
+enum Failure {
+    Bad(String),
+    Limit(Error),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Bad(s)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(s: &str) -> Self {
+        Failure::Bad(s.to_string())
+    }
+}
+
 /// Read a checkpoint from disk.
 pub fn read_pth(path: &Path) -> crate::Result<PthFile> {
+    read_pth_with(path, &WeightLimits::default())
+}
+
+/// [`read_pth`], refusing a checkpoint whose state dict has more or larger tensors than `limits`
+/// allow before any tensor is copied out.
+pub fn read_pth_with(path: &Path, limits: &WeightLimits) -> crate::Result<PthFile> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    read_pth_bytes(&bytes).map_err(|reason| Error::format(path, reason))
+    read_any(&bytes, path, limits).map_err(|f| match f {
+        Failure::Bad(reason) => Error::format(path, reason),
+        Failure::Limit(e) => e,
+    })
 }
 
 /// Read a checkpoint held in memory: the zip or the legacy format, told apart by magic.
 pub fn read_pth_bytes(bytes: &[u8]) -> Result<PthFile, String> {
+    read_any(bytes, Path::new("<memory>"), &WeightLimits::default()).map_err(|f| match f {
+        Failure::Bad(reason) => reason,
+        Failure::Limit(e) => e.to_string(),
+    })
+}
+
+fn read_any(bytes: &[u8], path: &Path, limits: &WeightLimits) -> Result<PthFile, Failure> {
+    let ctx = Ctx { path, limits };
     if zip::is_zip(bytes) {
-        read_zip(bytes)
+        read_zip(bytes, &ctx)
     } else if legacy::is_tar(bytes) {
         Err("the tar-based PyTorch format (before 0.4) is not supported; re-save the checkpoint with a newer torch"
             .into())
     } else {
         let l = legacy::read(bytes)?;
-        finish(&l.pickle, Storages::Legacy(l.blobs))
+        finish(&l.pickle, Storages::Legacy(l.blobs), &ctx)
     }
 }
 
-fn read_zip(bytes: &[u8]) -> Result<PthFile, String> {
+/// The file's name (for messages) and the limits to enforce.
+struct Ctx<'a> {
+    path: &'a Path,
+    limits: &'a WeightLimits,
+}
+
+fn read_zip(bytes: &[u8], ctx: &Ctx) -> Result<PthFile, Failure> {
     let archive = zip::Archive::parse(bytes)?;
     let prefix =
         find_prefix(&archive).ok_or("zip archive without a data.pkl: not a torch.save checkpoint")?;
     if archive.entries.iter().any(|e| e.name.starts_with(&format!("{prefix}code/"))) {
-        return Err("a TorchScript archive (torch.jit.save) is not supported; save model.state_dict() with torch.save"
-            .into());
+        return Err(Failure::Bad(
+            "a TorchScript archive (torch.jit.save) is not supported; save model.state_dict() with torch.save"
+                .into(),
+        ));
     }
     if let Some(e) = archive.find(&format!("{prefix}byteorder")) {
         match archive.read(e)?.trim_ascii() {
             b"little" => {}
             other => {
                 let order = String::from_utf8_lossy(other);
-                return Err(format!("byte order '{order}' is not supported (only little-endian)"));
+                return Err(format!("byte order '{order}' is not supported (only little-endian)").into());
             }
         }
     }
     let pkl = archive.find(&format!("{prefix}data.pkl")).ok_or("data.pkl vanished")?;
     let pickle = pickle::load(&archive.read(pkl)?, 0)?;
-    finish(&pickle, Storages::Zip { archive, prefix: format!("{prefix}data/"), inflated: HashMap::new() })
+    finish(
+        &pickle,
+        Storages::Zip { archive, prefix: format!("{prefix}data/"), inflated: HashMap::new() },
+        ctx,
+    )
 }
 
 /// The folder holding `data.pkl`, with its trailing slash ("" if at the root). The first
@@ -135,8 +182,15 @@ impl Storages<'_> {
     }
 }
 
-fn finish(pickle: &Pickle, mut storages: Storages) -> Result<PthFile, String> {
+fn finish(pickle: &Pickle, mut storages: Storages, ctx: &Ctx) -> Result<PthFile, Failure> {
     let sel = select::select(&pickle.heap, &pickle.root)?;
+    // Limits first: nothing has been inflated or copied yet.
+    ctx.limits.check_count(ctx.path, sel.tensors.len()).map_err(Failure::Limit)?;
+    for (name, t) in &sel.tensors {
+        let elem = t.dtype.map_or(1, |d| d.size()) as u64;
+        let bytes = t.size.iter().try_fold(elem, |n, &d| n.checked_mul(d as u64)).unwrap_or(u64::MAX);
+        ctx.limits.check_tensor(ctx.path, name, bytes).map_err(Failure::Limit)?;
+    }
     // Fetch (and inflate) every storage the tensors use first: their total size is what
     // bounds the memory the tensors may take.
     let mut stored = HashMap::new();
