@@ -271,7 +271,15 @@ fn ctrl_c_leaves_no_temporary_files() {
         .args(["upscale", "-m", s(&fixture("srvgg_x4.pth")), s(&input), "-o", s(&out), "-q"])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Interrupt once the batch is under way (the first output written), not after a fixed delay:
+    // under emulation (tools/arm-test.sh) start-up alone can take longer than any fixed delay,
+    // and a signal that arrives before the handler is installed tests nothing.
+    let t0 = std::time::Instant::now();
+    while !(out.exists() && std::fs::read_dir(&out).map_or(false, |mut d| d.next().is_some())) {
+        assert!(t0.elapsed().as_secs() < 600, "no output after 10 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the batch ended before it could be interrupted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "interrupted runs exit with 130");
