@@ -9,19 +9,7 @@ use std::process::{Command, Output, Stdio};
 use superres::io::image::{decode_file, DecodeLimits, Samples};
 
 fn bin() -> Command {
-    // A cross-built binary runs through an emulator (`tools/arm-test.sh` sets qemu-aarch64): cargo
-    // applies its target runner to test binaries only, not to the programs they start.
-    let exe = env!("CARGO_BIN_EXE_superres");
-    let mut c = match std::env::var_os("SUPERRES_TEST_RUNNER").filter(|r| !r.is_empty()) {
-        Some(runner) => {
-            let mut c = Command::new(runner);
-            c.arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    c.env_remove("SUPERRES_CPU");
-    c
+    superres_command()
 }
 
 fn run(args: &[&str]) -> Output {

@@ -65,3 +65,21 @@ pub fn noise_u16(n: usize, seed: u32) -> Vec<u16> {
         })
         .collect()
 }
+
+/// The `superres` binary of this build, with the environment that changes its behaviour
+/// (`SUPERRES_CPU`, `SUPERRES_CONV`) removed. A cross-built binary runs through an emulator
+/// (`tools/arm-test.sh` sets `SUPERRES_TEST_RUNNER=qemu-aarch64`): cargo applies its target
+/// runner to test binaries only, not to the programs they start.
+pub fn superres_command() -> std::process::Command {
+    let exe = env!("CARGO_BIN_EXE_superres");
+    let mut c = match std::env::var_os("SUPERRES_TEST_RUNNER").filter(|r| !r.is_empty()) {
+        Some(runner) => {
+            let mut c = std::process::Command::new(runner);
+            c.arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    c.env_remove("SUPERRES_CPU").env_remove("SUPERRES_CONV");
+    c
+}

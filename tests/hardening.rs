@@ -16,16 +16,7 @@ use superres::io::image::{write_image_atomic, EncodeOptions, ImageView, OutForma
 use superres::io::y4m::{Y4mHeader, Y4mWriter};
 
 fn bin() -> Command {
-    let exe = env!("CARGO_BIN_EXE_superres");
-    let mut c = match std::env::var_os("SUPERRES_TEST_RUNNER").filter(|r| !r.is_empty()) {
-        Some(runner) => {
-            let mut c = Command::new(runner);
-            c.arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    c.env_remove("SUPERRES_CPU");
+    let mut c = superres_command();
     for v in ["SUPERRES_SHARD_INDEX", "SUPERRES_SHARD_COUNT", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"] {
         c.env_remove(v);
     }
@@ -547,7 +538,10 @@ fn output_is_identical_for_any_thread_count_and_tile_size() {
         }
         // Threads with a fixed tiling: identical bytes with either algorithm.
         let t7 = go(&format!("{conv}_t7_j1.png"), &with(conv, &["-j", "1", "-t", "7"]));
-        assert!(go(&format!("{conv}_t7_j3.png"), &with(conv, &["-j", "3", "-t", "7"])) == t7, "{conv}: threads");
+        assert!(
+            go(&format!("{conv}_t7_j3.png"), &with(conv, &["-j", "3", "-t", "7"])) == t7,
+            "{conv}: threads"
+        );
     }
 }
 

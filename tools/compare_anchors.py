@@ -32,7 +32,7 @@ import srref  # noqa: E402
 import vsrref  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(REPO, "target", "release", "superres")
+BIN = os.environ.get("SUPERRES_BIN", os.path.join(REPO, "target", "release", "superres"))
 
 
 class FastOffset2d(vsrref.ConvOffset2d):
