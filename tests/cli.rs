@@ -246,6 +246,13 @@ fn bad_input_gives_clear_errors_and_no_output() {
 
 #[test]
 fn ctrl_c_leaves_no_temporary_files() {
+    if std::env::var_os("SUPERRES_TEST_RUNNER").is_some_and(|r| !r.is_empty()) {
+        // Under qemu-user (tools/arm-test.sh) a SIGINT sent to the emulator was not delivered to
+        // the program's handler in two runs (the batch ran to the end and exited 0), so this
+        // checks qemu rather than superres there. It runs natively on every other machine.
+        eprintln!("SKIP ctrl_c_leaves_no_temporary_files: signals to an emulated process are not delivered reliably");
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let input = d.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
