@@ -362,3 +362,19 @@ fn model_zoo_noise_chains_outscale_and_ncnn_files() {
     let o = run(&["info", "-m", "waifu2x-cunet", "-m", "waifu2x-upconv7-photo"]);
     assert!(!o.status.success() && stderr(&o).contains("one model"), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_profile_shows_where_a_video_window_spends_its_time() {
+    let model = fixtures().join("video").join("edvr_tsa.pth");
+    let o = run(&["bench", "-m", s(&model), "--size", "24x16", "--reps", "1", "--warmup", "0", "--profile"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    for want in ["profile, one window", "profile, streamed", "dcnv2 3x3", "conv 3x3/1", "temporal attention"]
+    {
+        assert!(err.contains(want), "no {want:?} in the profile:\n{err}");
+    }
+    // Convolution rows carry a throughput; data movement has none.
+    let conv = err.lines().find(|l| l.contains("conv 3x3/1")).unwrap();
+    let gflops: f64 = conv.split_whitespace().nth(3).unwrap().parse().expect("GFLOP/s column");
+    assert!(gflops > 0.0, "{conv}");
+}

@@ -2,6 +2,7 @@
 
 use super::ir::{Graph, Node};
 use super::plan::Plan;
+use super::profile;
 use crate::kernels::{attention, elementwise, sample, shuffle};
 use crate::tensor::{clear_border, AlignedVec, Layout};
 
@@ -95,6 +96,7 @@ impl Graph {
                 unsafe { clear_border(std::slice::from_raw_parts_mut(ptrs[plan.slot_of[r]], l.len()), &l) };
             }
             let (yp, yl) = view(node.output());
+            let started = profile::enabled().then(std::time::Instant::now);
             // SAFETY (all arms): pointers address views inside slots sized by the plan for these
             // layouts; the plan never gives a node's output the buffer of a value the node reads,
             // except an in-place candidate with an identical layout and position, which the
@@ -218,6 +220,10 @@ impl Graph {
                     };
                     unsafe { attention::add_raw(c(*a), c(*b), yp, &yl) };
                 }
+            }
+            if let Some(t) = started {
+                let x = node.inputs().first().map(|&v| plan.layouts[v]).unwrap_or(yl);
+                profile::record(node, &x, &yl, t.elapsed());
             }
         }
         for (o, v) in self.outputs().into_iter().enumerate() {

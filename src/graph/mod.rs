@@ -5,6 +5,7 @@
 pub mod exec;
 pub mod ir;
 pub mod plan;
+pub mod profile;
 
 pub use exec::Arena;
 pub use ir::{Graph, Node, ValueId};

@@ -5,7 +5,7 @@ use crate::{cpu_level, ModelArgs};
 use clap::Args;
 use std::process::ExitCode;
 use std::time::Instant;
-use superres::graph::Arena;
+use superres::graph::{profile, Arena};
 use superres::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -27,6 +27,10 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Time every layer of the timed runs and print where the time goes (to stderr), per
+    /// operation and shape, with GFLOP/s for the convolutions. The timer adds a little overhead.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -38,6 +42,7 @@ fn time(reps: usize, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result
     for _ in 0..warmup {
         f()?;
     }
+    profile::reset();
     (0..reps.max(1))
         .map(|_| {
             let t = Instant::now();
@@ -55,6 +60,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             .map_err(|e| Error::Usage(format!("cannot start {n} threads: {e}")))?;
     }
     let (w, h) = crate::info::parse_size(&a.size)?;
+    profile::set_enabled(a.profile);
     let model = a.model.open()?;
     let level = cpu_level();
     // A fixed pseudo-random input in [0,1].
@@ -74,12 +80,14 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             let feats = (0..t).map(|_| net.features(&frame, h, w, &mut arena)).collect::<Result<Vec<_>>>()?;
             net.window(&feats.iter().collect::<Vec<_>>(), &mut arena).map(|_| ())
         })?;
+        print_profile(a.profile, "one window (all frames' features)", a.reps);
         let cached = (0..t).map(|_| net.features(&frame, h, w, &mut arena)).collect::<Result<Vec<_>>>()?;
         let stream = time(a.reps, a.warmup, || {
             let f = net.features(&frame, h, w, &mut arena)?;
             let win: Vec<_> = (0..t).map(|i| if i == t / 2 { &f } else { &cached[i] }).collect();
             net.window(&win, &mut arena).map(|_| ())
         })?;
+        print_profile(a.profile, "streamed (one new frame per window)", a.reps);
         out["median_s"] = median(single.clone()).into();
         out["times_s"] = single.into();
         out["stream_per_frame_median_s"] = median(stream.clone()).into();
@@ -87,6 +95,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     } else {
         let net = model.build(level, a.model.scale)?;
         let times = time(a.reps, a.warmup, || net.run_hwc(&frame, h, w, &mut arena).map(|_| ()))?;
+        print_profile(a.profile, "one image", a.reps);
         let gmac = net.graph().macs(h, w) as f64 / 1e9;
         let med = median(times.clone());
         out["gmac"] = gmac.into();
@@ -115,4 +124,28 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The per-layer table of `--profile`, per timed run.
+fn print_profile(on: bool, what: &str, reps: usize) {
+    if !on {
+        return;
+    }
+    let rows = profile::rows();
+    let total: f64 = rows.iter().map(|r| r.seconds).sum();
+    let reps = reps.max(1) as f64;
+    eprintln!("profile, {what}: {:.3} s per run in layers", total / reps);
+    eprintln!("{:>8} {:>6} {:>6} {:>8}  layer", "s/run", "share", "calls", "GFLOP/s");
+    for r in rows {
+        let gflops =
+            if r.macs > 0 { format!("{:.1}", 2.0 * r.macs as f64 / r.seconds / 1e9) } else { "-".into() };
+        eprintln!(
+            "{:>8.4} {:>5.1}% {:>6} {:>8}  {}",
+            r.seconds / reps,
+            100.0 * r.seconds / total,
+            r.calls as f64 / reps,
+            gflops,
+            r.label
+        );
+    }
 }
