@@ -184,9 +184,11 @@ fn winograd_benches(c: &mut Criterion) {
     let level = CpuLevel::effective();
     let mut g = c.benchmark_group(format!("winograd/{level}"));
     g.sample_size(10);
-    for (name, cin, cout, h, w) in
-        [("edsr_64to64_3x3_320x180", 64, 64, 180, 320), ("rrdb_96to32_3x3_320x180", 96, 32, 180, 320)]
-    {
+    for (name, cin, cout, h, w) in [
+        ("edsr_64to64_3x3_320x180", 64, 64, 180, 320),
+        ("rrdb_96to32_3x3_320x180", 96, 32, 180, 320),
+        ("last_64to3_3x3_640x360", 64, 3, 360, 640),
+    ] {
         let spec = ConvSpec::same(cin, cout, 3);
         let wt = rand_vec(cout * spec.k());
         let bias = rand_vec(cout);

@@ -82,7 +82,9 @@ impl ConvAlgo {
     /// Whether a layer of this geometry runs through Winograd.
     pub fn winograd_for(self, spec: &ConvSpec) -> bool {
         let fits = spec.kh == 3 && spec.kw == 3 && spec.stride == 1 && spec.pad <= 1;
-        let pays = spec.cin >= WINOGRAD_MIN_CHANNELS && spec.cout >= WINOGRAD_MIN_CHANNELS;
+        // The transforms cost per input channel; few output channels (a network's last layer, 3)
+        // waste the same padded GEMM lanes in both algorithms, so only the input side decides.
+        let pays = spec.cin >= WINOGRAD_MIN_CHANNELS;
         match self {
             ConvAlgo::Direct => false,
             ConvAlgo::Auto => fits && pays,
@@ -91,8 +93,9 @@ impl ConvAlgo {
     }
 }
 
-/// Below this many input or output channels the transforms cost more than the multiply-adds they
-/// save (measured with `cargo bench --bench conv -- winograd`).
+/// Below this many input channels the transforms cost more than the multiply-adds they save
+/// (measured with `cargo bench --bench conv -- winograd`; with 64 in and 3 out, the last layer of
+/// most models, Winograd took 18.4 ms against 25.8 ms direct on two threads).
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 impl std::str::FromStr for ConvAlgo {
@@ -490,7 +493,7 @@ mod tests {
         // single pixels, channel counts that end inside a vector; the border beyond each layer's
         // padding is NaN-poisoned by `check_algo`.
         for (h, w) in [(1, 1), (3, 3), (4, 5), (6, 13), (11, 9), (17, 22)] {
-            for (cin, cout) in [(16, 16), (19, 35), (64, 24)] {
+            for (cin, cout) in [(16, 16), (19, 35), (64, 24), (24, 3)] {
                 check_algo(ConvSpec::same(cin, cout, 3), h, w, 1, ConvAlgo::Auto);
                 check_algo(ConvSpec::same(cin, cout, 3), h, w, 3, ConvAlgo::Auto);
                 if h >= 3 && w >= 3 {
@@ -500,8 +503,10 @@ mod tests {
                 }
             }
         }
-        // Too few channels or not 3x3 stride 1: the direct path.
+        // Too few input channels or not 3x3 stride 1: the direct path; few outputs are fine.
         assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec::same(3, 64, 3)));
+        assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec::same(15, 64, 3)));
+        assert!(ConvAlgo::Auto.winograd_for(&ConvSpec::same(64, 3, 3)));
         assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec::same(64, 64, 5)));
         assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec { stride: 2, ..ConvSpec::same(64, 64, 3) }));
         assert!(!ConvAlgo::Direct.winograd_for(&ConvSpec::same(64, 64, 3)));
