@@ -518,7 +518,7 @@ fn output_is_identical_for_any_thread_count_and_tile_size() {
         ("whole_j3", &["-j", "3"]),
         ("t7_j2", &["-j", "2", "-t", "7"]),
         ("t16_j1", &["-j", "1", "-t", "16"]),
-        ("t33_j2", &["-j", "2", "-t", "33"]),
+        ("t24_j2", &["-j", "2", "-t", "24"]),
         ("t5_j2", &["-j", "2", "-t", "5"]),
     ];
     for conv in ["direct", "auto"] {

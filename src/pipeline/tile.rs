@@ -31,20 +31,32 @@ impl Tile {
     }
 }
 
-/// Tiles of at most `tile x tile` owned pixels (`tile == 0` or larger than the image: one tile),
-/// in row-major order.
+/// Tiles of at most `tile x tile` owned pixels (`tile == 0` or larger than the image: one tile;
+/// an axis that `tile + 2·pad` spans is not split), in row-major order.
 pub fn tiles(h: usize, w: usize, tile: usize, pad: usize) -> Vec<Tile> {
     tiles_aligned(h, w, tile, pad, 1)
 }
 
 /// As [`tiles`], with tile edges, context and run rectangles in multiples of `align` (`tile` and
 /// `pad` are rounded up to one); run rectangles may extend past the image to the next multiple.
+/// An axis is not split where a tile with its context on both sides would span it anyway.
 pub fn tiles_aligned(h: usize, w: usize, tile: usize, pad: usize, align: usize) -> Vec<Tile> {
     let a = align.max(1);
     let pad = pad.next_multiple_of(a);
     let (ha, wa) = (h.next_multiple_of(a), w.next_multiple_of(a));
-    let th = if tile == 0 { ha.max(1) } else { tile.next_multiple_of(a) };
-    let tw = if tile == 0 { wa.max(1) } else { tile.next_multiple_of(a) };
+    // Along an axis where one tile plus its context on both sides already spans the image, every
+    // tile but the edge ones runs the whole axis: splitting there repeats the same work per tile
+    // (a network with a large receptive field on a small image ran the whole image once per tile)
+    // and saves no memory, so that axis is not split.
+    let edge = |n: usize| {
+        let t = tile.next_multiple_of(a);
+        if tile == 0 || t + 2 * pad >= n {
+            n.max(1)
+        } else {
+            t
+        }
+    };
+    let (th, tw) = (edge(ha), edge(wa));
     let mut out = Vec::new();
     for y0 in (0..h).step_by(th) {
         let y1 = (y0 + th).min(h);
@@ -79,7 +91,12 @@ mod tests {
                 prop_assert!(t.px0 <= t.x0 && t.x1 <= t.px1 && t.px1 <= w);
                 prop_assert!(t.y0 - t.py0 == pad.min(t.y0) && t.py1 - t.y1 == pad.min(h - t.y1));
                 if tile > 0 {
-                    prop_assert!(t.y1 - t.y0 <= tile && t.x1 - t.x0 <= tile);
+                    // An axis is split into tiles of at most `tile`, unless one tile with its
+                    // context would span it: then it is whole.
+                    prop_assert!(t.y1 - t.y0 <= tile || (tile + 2 * pad >= h && t.y1 - t.y0 == h));
+                    prop_assert!(t.x1 - t.x0 <= tile || (tile + 2 * pad >= w && t.x1 - t.x0 == w));
+                    // Never a run rectangle larger than a tile with its context.
+                    prop_assert!(t.padded_h() <= h.min(tile + 2 * pad) || t.padded_h() == h);
                 }
                 for y in t.y0..t.y1 {
                     for x in t.x0..t.x1 {
@@ -88,6 +105,15 @@ mod tests {
                 }
             }
             prop_assert!(count.iter().all(|&c| c == 1));
+        }
+
+        #[test]
+        fn an_axis_is_split_only_where_it_saves_work(h in 1usize..200, w in 1usize..200, tile in 1usize..40, pad in 0usize..60) {
+            let ts = tiles(h, w, tile, pad);
+            let rows = ts.iter().filter(|t| t.x0 == 0).count();
+            let cols = ts.iter().filter(|t| t.y0 == 0).count();
+            prop_assert_eq!(rows, if tile + 2 * pad >= h { 1 } else { h.div_ceil(tile) });
+            prop_assert_eq!(cols, if tile + 2 * pad >= w { 1 } else { w.div_ceil(tile) });
         }
 
         #[test]
