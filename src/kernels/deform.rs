@@ -196,16 +196,18 @@ impl DeformConv2d {
         let rl = res.map(|r| *r.1);
         let (xl, ol) = (*xl, *ol);
         let this = self;
-        // Work items are runs of CHUNK output pixels of one row, so each item's im2col stays in
-        // L2 while the GEMM sweeps it once per panel, and two threads get ~1000 items to share.
-        let chunks = yl.w.div_ceil(CHUNK);
+        // Work items are runs of up to `chunk` output pixels of one row: each item's im2col stays
+        // in L2 while the GEMM sweeps it once per panel, and two threads get ~1000 items to share.
+        let chunk = chunk_len(k);
+        let chunks = yl.w.div_ceil(chunk);
         (0..yl.h * chunks).into_par_iter().for_each_init(
-            || (AlignedVec::zeros(CHUNK * k), vec![0.0f32; s.cin]),
-            |(col, zeros), item| {
+            || Scratch::new(chunk, k, s.cin, self.groups * s.kh * s.kw),
+            |sc, item| {
                 let (xp, op, yp, rp) = (xp, op, yp, rp);
-                let (oy, x0) = (item / chunks, (item % chunks) * CHUNK);
-                let n = CHUNK.min(yl.w - x0);
-                fill_chunk(level, this, xp.0, &xl, op.0, &ol, oy, x0, n, col.as_mut_ptr(), zeros.as_ptr());
+                let (oy, x0) = (item % yl.h, (item / yl.h) * chunk);
+                let n = chunk.min(yl.w - x0);
+                fill_chunk(level, this, xp.0, &xl, op.0, &ol, oy, x0, n, sc);
+                let col = &sc.col;
                 let line = Line {
                     m: n,
                     a: col.as_ptr(),
@@ -246,15 +248,52 @@ impl DeformConv2d {
     }
 }
 
-/// Output pixels per work item of [`DeformConv2d::run_raw`].
+/// Most output pixels per work item of [`DeformConv2d::run_raw`].
 const CHUNK: usize = 256;
+
+/// Output pixels per work item for `k` im2col values per pixel: the item's im2col (written tap by
+/// tap, then swept by the GEMM once per panel) takes at most 256 KiB, half of a small L2.
+fn chunk_len(k: usize) -> usize {
+    ((256 << 10) / (4 * k.max(1))).clamp(16, CHUNK)
+}
+
+/// Buffers of one worker: the im2col of a work item and the sampling plan of one pixel.
+struct Scratch {
+    col: AlignedVec,
+    /// `cin` zeros: the source of out-of-image corners.
+    zeros: Vec<f32>,
+    /// Per sample `g·K + t`: row before the offset, kernel column, mask, top-left corner (row -1
+    /// where a corner lies outside, which takes the border-rule path) and bilinear weights.
+    hb: Vec<f32>,
+    kx: Vec<i32>,
+    mask: Vec<f32>,
+    iy: Vec<i32>,
+    ix: Vec<i32>,
+    wts: Vec<[f32; 4]>,
+}
+
+impl Scratch {
+    fn new(chunk: usize, k: usize, cin: usize, samples: usize) -> Self {
+        Scratch {
+            col: AlignedVec::zeros(chunk * k),
+            zeros: vec![0.0; cin],
+            hb: vec![0.0; samples],
+            kx: vec![0; samples],
+            mask: vec![0.0; samples],
+            iy: vec![0; samples],
+            ix: vec![0; samples],
+            wts: vec![[0.0; 4]; samples],
+        }
+    }
+}
 
 simd_dispatch! {
     /// Fill the deformable im2col of output pixels `x0..x0 + n` of row `oy`:
-    /// `col[j][(ky·kw + kx)·cin + c]` (the K order of the packed weights) at `col + j·K`.
+    /// `col[j][(ky·kw + kx)·cin + c]` (the K order of the packed weights) at `sc.col + j·K`.
     ///
     /// # Safety
-    /// `x`, `off` valid for their layouts, `col` for `n·K` writes, `zeros` for `cin` reads of 0.
+    /// `x`, `off` valid for their layouts; `sc` made by [`Scratch::new`] for at least `n` pixels,
+    /// this layer's K, channels and taps.
     #[allow(clippy::too_many_arguments)]
     fn fill_chunk(
         d: &DeformConv2d,
@@ -265,11 +304,15 @@ simd_dispatch! {
         oy: usize,
         x0: usize,
         n: usize,
-        col: *mut f32,
-        zeros: *const f32,
+        sc: &mut Scratch,
     ) = fill_chunk_simd;
 }
 
+/// The im2col runs pixel by pixel (consecutive pixels sample overlapping neighbourhoods, which
+/// stay in L1), in two passes per pixel: the positions, bilinear weights and corner indices of all
+/// its samples (straight-line float code over arrays, which the compiler vectorises), then the
+/// channel blends (independent loads that the core overlaps). Interleaved, the scalar position
+/// arithmetic stood between the loads of consecutive blends.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn fill_chunk_simd<S: Simd>(
@@ -282,60 +325,107 @@ unsafe fn fill_chunk_simd<S: Simd>(
     oy: usize,
     x0: usize,
     n: usize,
-    col: *mut f32,
-    zeros: *const f32,
+    sc: &mut Scratch,
 ) {
     let sp = d.spec();
     let (kw, cin) = (sp.kw, sp.cin);
     let taps = sp.kh * kw;
     let cpg = cin / d.groups;
     let k = taps * cin;
-    let mask_base = 2 * d.groups * taps;
+    let gk = d.groups * taps;
+    let mask_base = 2 * gk;
     let (hf, wf) = (xl.h as f32, xl.w as f32);
     let (cs, rs) = (xl.cs, xl.row_stride());
     // The interior origin: pixel (0, 0) of the input inside its zero border.
     let x = x.offset(xl.offset(0, 0));
-    let mut masks = vec![0.0f32; if d.modulated { d.groups * taps } else { 0 }];
+    let col = sc.col.as_mut_ptr();
+    let zeros = sc.zeros.as_ptr();
+    // Per sample (g·K + t): the row before its offset (fixed for the row), the kernel column.
+    for si in 0..gk {
+        let t = si % taps;
+        sc.hb[si] = (oy * sp.stride + t / kw) as f32 - sp.pad as f32;
+        sc.kx[si] = (t % kw) as i32;
+    }
+    let padf = sp.pad as f32;
     for j in 0..n {
         let ox = x0 + j;
         let o = off.offset(ol.offset(oy as isize, ox as isize));
         let row = col.add(j * k);
         if d.modulated {
-            sigmoid_into(std::slice::from_raw_parts(o.add(mask_base), masks.len()), &mut masks);
+            sigmoid_into(std::slice::from_raw_parts(o.add(mask_base), gk), &mut sc.mask[..gk]);
         }
+        plan(
+            std::slice::from_raw_parts(o, 2 * gk),
+            &sc.hb[..gk],
+            &sc.kx[..gk],
+            (ox * sp.stride) as i32,
+            padf,
+            hf,
+            wf,
+            &mut sc.iy[..gk],
+            &mut sc.ix[..gk],
+            &mut sc.wts[..gk],
+        );
         for g in 0..d.groups {
-            let og = o.add(2 * g * taps);
             let xg = x.add(g * cpg);
-            for ky in 0..sp.kh {
-                let hb = (oy * sp.stride + ky) as f32 - sp.pad as f32;
-                for kx in 0..kw {
-                    let t = ky * kw + kx;
-                    let h = hb + *og.add(2 * t);
-                    let w = (ox * sp.stride + kx) as f32 - sp.pad as f32 + *og.add(2 * t + 1);
-                    let m = if d.modulated { Some(masks[g * taps + t]) } else { None };
-                    let dst = row.add(t * cin + g * cpg);
-                    let (hl, wl) = (h.floor(), w.floor());
+            for t in 0..taps {
+                let si = g * taps + t;
+                let m = if d.modulated { Some(sc.mask[si]) } else { None };
+                let dst = row.add(t * cin + g * cpg);
+                let iy = sc.iy[si];
+                if iy >= 0 {
                     // All four corners inside: both border rules reduce to the plain bilinear
                     // blend, with the same arithmetic as `corners` (so bit-identical to it).
-                    if hl >= 0.0 && hl + 1.0 < hf && wl >= 0.0 && wl + 1.0 < wf {
-                        let (lh, lw) = (h - hl, w - wl);
-                        let (hh, hw) = (1.0 - lh, 1.0 - lw);
-                        // SAFETY: hl and wl are whole numbers inside the image (checked above).
-                        let (iy, ix) = (hl.to_int_unchecked::<usize>(), wl.to_int_unchecked::<usize>());
-                        let p = xg.add(iy * rs + ix * cs);
-                        let ps = [p, p.add(cs), p.add(rs), p.add(rs + cs)];
-                        blend(s, dst, ps, [hh * hw, hh * lw, lh * hw, lh * lw], m, cpg);
-                    } else {
-                        let cr = corners(d.rule, h, w, xl.h, xl.w);
-                        let ps = cr.at.map(|a| match a {
-                            Some((yy, xx)) => xg.add(yy * rs + xx * cs),
-                            None => zeros,
-                        });
-                        blend(s, dst, ps, cr.w, m, cpg);
-                    }
+                    let p = xg.add(iy as usize * rs + sc.ix[si] as usize * cs);
+                    let ps = [p, p.add(cs), p.add(rs), p.add(rs + cs)];
+                    blend(s, dst, ps, sc.wts[si], m, cpg);
+                } else {
+                    let h = sc.hb[si] + *o.add(2 * si);
+                    let w = ((ox * sp.stride) as i32 + sc.kx[si]) as f32 - padf + *o.add(2 * si + 1);
+                    let cr = corners(d.rule, h, w, xl.h, xl.w);
+                    let ps = cr.at.map(|a| match a {
+                        Some((yy, xx)) => xg.add(yy * rs + xx * cs),
+                        None => zeros,
+                    });
+                    blend(s, dst, ps, cr.w, m, cpg);
                 }
             }
         }
+    }
+}
+
+/// Sample positions of one pixel: sample `i` at row `hb[i] + off[2i]`, column
+/// `(ox + kx[i]) - pad + off[2i + 1]` (the arithmetic of `corners`' callers). Where all four
+/// bilinear corners lie inside the `hf x wf` image, `iy[i]`/`ix[i]` get the top-left corner and
+/// `wts[i]` the weights (in `corners`' order and arithmetic); elsewhere `iy[i] = -1`. Branch-free
+/// so that it vectorises.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    off: &[f32],
+    hb: &[f32],
+    kx: &[i32],
+    ox: i32,
+    pad: f32,
+    hf: f32,
+    wf: f32,
+    iy: &mut [i32],
+    ix: &mut [i32],
+    wts: &mut [[f32; 4]],
+) {
+    let n = iy.len();
+    let (off, hb, kx, ix, wts) = (&off[..2 * n], &hb[..n], &kx[..n], &mut ix[..n], &mut wts[..n]);
+    for i in 0..n {
+        let h = hb[i] + off[2 * i];
+        let w = (ox + kx[i]) as f32 - pad + off[2 * i + 1];
+        let (hl, wl) = (h.floor(), w.floor());
+        let inside = (hl >= 0.0) & (hl + 1.0 < hf) & (wl >= 0.0) & (wl + 1.0 < wf);
+        let (lh, lw) = (h - hl, w - wl);
+        let (hh, hw) = (1.0 - lh, 1.0 - lw);
+        wts[i] = [hh * hw, hh * lw, lh * hw, lh * lw];
+        // `as` saturates, so garbage positions (outside, NaN) convert safely; they are not used.
+        iy[i] = if inside { hl as i32 } else { -1 };
+        ix[i] = wl as i32;
     }
 }
 
@@ -530,11 +620,11 @@ mod tests {
 
     #[test]
     fn rows_wider_than_a_work_item_and_odd_group_widths() {
-        // 300 > CHUNK output pixels per row: items split rows; 3 channels per group hit the
+        // More output pixels per row than a work item has: items split rows; 3 channels per group hit the
         // partial-vector tail of the blend on every level, 20 per group a full vector plus a tail.
         for rule in [BorderRule::Torchvision, BorderRule::Dcnv1] {
             for modulated in [false, true] {
-                check(ConvSpec::same(6, 5, 3), 2, CHUNK + 44, 2, modulated, rule, 3.0);
+                check(ConvSpec::same(6, 5, 3), 2, chunk_len(54) + 44, 2, modulated, rule, 3.0);
                 check(ConvSpec::same(40, 7, 3), 3, 11, 2, modulated, rule, 3.0);
             }
         }
