@@ -303,7 +303,8 @@ unsafe fn block<S: Simd>(
     let mb = m.as_mut_ptr();
     let (xl, yl) = (&b.xl, &b.yl);
     let zero = s.zero();
-    // Input transform: V[ξ][t][c].
+    // Input transform: V[t][ξ][c], tile-major so that a tile's 36 transformed vectors land in
+    // one contiguous run instead of 36 lines a block apart; the GEMMs read rows 36·Cin apart.
     for t in 0..nt {
         let oy = (b.ty * 4) as isize - 1;
         let ox = ((b.tx0 + t) * 4) as isize - 1;
@@ -339,7 +340,7 @@ unsafe fn block<S: Simd>(
             for (i, row) in t1.iter().enumerate() {
                 let out = bt(s, *row);
                 for (j, &o) in out.iter().enumerate() {
-                    let dst = vb.add(((i * 6 + j) * tb + t) * cin + c0);
+                    let dst = vb.add(((t * 36 + i * 6 + j) * cin) + c0);
                     if cn == l {
                         s.store(dst, o);
                     } else {
@@ -350,16 +351,16 @@ unsafe fn block<S: Simd>(
             c0 += l;
         }
     }
-    // 36 GEMMs: M[ξ][t][co] = V[ξ][t][:] · U[ξ].
+    // 36 GEMMs: M[t][ξ][co] = V[t][ξ][:] · U[ξ].
     let kl = KLayout::dense(cin);
     for (xi, u) in w.u.iter().enumerate() {
         let ops = Ops::new(u, &kl, &Epilogue::NONE);
         let line = Line {
             m: nt,
-            a: vb.add(xi * tb * cin),
-            a_rs: cin as isize,
-            c: mb.add(xi * tb * cp),
-            c_rs: cp as isize,
+            a: vb.add(xi * cin),
+            a_rs: (36 * cin) as isize,
+            c: mb.add(xi * cp),
+            c_rs: (36 * cp) as isize,
             res: std::ptr::null(),
             res_rs: 0,
             res2: std::ptr::null(),
@@ -382,7 +383,7 @@ unsafe fn block<S: Simd>(
             let mut mm = [[zero; 6]; 6];
             for (i, row) in mm.iter_mut().enumerate() {
                 for (j, mij) in row.iter_mut().enumerate() {
-                    *mij = s.load(mb.add(((i * 6 + j) * tb + t) * cp + c0));
+                    *mij = s.load(mb.add((t * 36 + i * 6 + j) * cp + c0));
                 }
             }
             let mut t1 = [[zero; 6]; 4];
