@@ -305,36 +305,35 @@ unsafe fn block<S: Simd>(
     let zero = s.zero();
     // Input transform: V[t][ξ][c], tile-major so that a tile's 36 transformed vectors land in
     // one contiguous run instead of 36 lines a block apart; the GEMMs read rows 36·Cin apart.
+    let (rs, cs) = (xl.row_stride(), xl.cs);
+    let oy = (b.ty * 4) as isize - 1;
+    // Only the 1-pixel ring of the convolution's own zero padding is read: what lies further
+    // out (a wider border, or real pixels when `xl` is a view of a larger map) must not change
+    // the result, even through rounding.
+    let rows_ok: [bool; 6] = std::array::from_fn(|i| oy + i as isize <= xl.h as isize);
     for t in 0..nt {
-        let oy = (b.ty * 4) as isize - 1;
         let ox = ((b.tx0 + t) * 4) as isize - 1;
+        let cols_ok: [bool; 6] = std::array::from_fn(|j| ox + j as isize <= xl.w as isize);
+        // Pixel (oy, ox) is at worst the ring's corner, inside the buffer.
+        let base = x.offset(xl.offset(oy, ox));
         let mut c0 = 0;
         while c0 < cin {
             let cn = (cin - c0).min(l);
-            let mut d = [[zero; 6]; 6];
-            for (i, row) in d.iter_mut().enumerate() {
-                // Only the 1-pixel ring of the convolution's own zero padding is read: what lies
-                // further out (a wider border, or real pixels when `xl` is a view of a larger
-                // map) must not change the result, even through rounding.
-                let yy = oy + i as isize;
-                if yy < -1 || yy > xl.h as isize {
-                    continue;
-                }
-                for (j, dij) in row.iter_mut().enumerate() {
-                    let xx = ox + j as isize;
-                    if xx < -1 || xx > xl.w as isize {
-                        continue;
-                    }
-                    let p = x.offset(xl.offset(yy, xx)).add(c0);
-                    *dij = if cn == l { s.load(p) } else { s.load_part(p, cn) };
-                }
-            }
-            // Columns first (Bᵀ d), then rows ((Bᵀ d) B).
+            // Columns first (Bᵀ d, each column loaded straight into registers), then rows.
             let mut t1 = [[zero; 6]; 6];
             for j in 0..6 {
-                let col = bt(s, [d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]]);
+                let mut col = [zero; 6];
+                if cols_ok[j] {
+                    for (i, v) in col.iter_mut().enumerate() {
+                        if rows_ok[i] {
+                            let p = base.add(i * rs + j * cs + c0);
+                            *v = if cn == l { s.load(p) } else { s.load_part(p, cn) };
+                        }
+                    }
+                }
+                let out = bt(s, col);
                 for i in 0..6 {
-                    t1[i][j] = col[i];
+                    t1[i][j] = out[i];
                 }
             }
             for (i, row) in t1.iter().enumerate() {
