@@ -298,7 +298,6 @@ unsafe fn block<S: Simd>(
     let l = S::LANES;
     let (cin, cout, cp) = (w.cin, w.cout, w.cout_pad);
     let nt = b.n;
-    let tb = w.tile_block;
     let vb = v.as_mut_ptr();
     let mb = m.as_mut_ptr();
     let (xl, yl) = (&b.xl, &b.yl);
