@@ -366,29 +366,78 @@ unsafe fn fill_chunk_simd<S: Simd>(
             &mut sc.ix[..gk],
             &mut sc.wts[..gk],
         );
-        for g in 0..d.groups {
-            let xg = x.add(g * cpg);
-            for t in 0..taps {
-                let si = g * taps + t;
-                let m = if d.modulated { Some(sc.mask[si]) } else { None };
-                let dst = row.add(t * cin + g * cpg);
-                let iy = sc.iy[si];
-                if iy >= 0 {
-                    // All four corners inside: both border rules reduce to the plain bilinear
-                    // blend, with the same arithmetic as `corners` (so bit-identical to it).
-                    let p = xg.add(iy as usize * rs + sc.ix[si] as usize * cs);
-                    let ps = [p, p.add(cs), p.add(rs), p.add(rs + cs)];
-                    blend(s, dst, ps, sc.wts[si], m, cpg);
+        let px =
+            Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc: &*sc, o, ox: (ox * sp.stride) as i32, padf };
+        match (d.modulated, cpg == S::LANES) {
+            (false, true) => pixel_blends::<S, false, true>(s, d, xl, &px),
+            (false, false) => pixel_blends::<S, false, false>(s, d, xl, &px),
+            (true, true) => pixel_blends::<S, true, true>(s, d, xl, &px),
+            (true, false) => pixel_blends::<S, true, false>(s, d, xl, &px),
+        }
+    }
+}
+
+/// What the channel blends of one output pixel read: the planned samples in `sc`, the input
+/// (interior origin `x`, strides `cs`/`rs`), the pixel's offsets `o` and its im2col `row`.
+struct Pixel<'a> {
+    x: *const f32,
+    cs: usize,
+    rs: usize,
+    row: *mut f32,
+    cin: usize,
+    cpg: usize,
+    taps: usize,
+    zeros: *const f32,
+    sc: &'a Scratch,
+    o: *const f32,
+    ox: i32,
+    padf: f32,
+}
+
+/// The channel blends of one pixel's samples, monomorphised on masking and on groups of exactly
+/// one vector (64 channels in 8 groups on AVX2): the per-sample work is then a handful of
+/// instructions, where the general loop spent more on bookkeeping than on the four loads.
+///
+/// # Safety
+/// As [`fill_chunk_simd`], for the pixel that `px` describes after [`plan`] filled `px.sc`.
+#[inline(always)]
+unsafe fn pixel_blends<S: Simd, const MASK: bool, const ONE_VEC: bool>(
+    s: S,
+    d: &DeformConv2d,
+    xl: &Layout,
+    px: &Pixel,
+) {
+    let Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc, o, ox, padf } = *px;
+    let (iy, ix, wts, mask, hb, kx) =
+        (sc.iy.as_ptr(), sc.ix.as_ptr(), sc.wts.as_ptr(), sc.mask.as_ptr(), sc.hb.as_ptr(), sc.kx.as_ptr());
+    let rule = d.rule;
+    for g in 0..d.groups {
+        let xg = x.add(g * cpg);
+        let dg = row.add(g * cpg);
+        for t in 0..taps {
+            let si = g * taps + t;
+            let m = if MASK { Some(*mask.add(si)) } else { None };
+            let dst = dg.add(t * cin);
+            let y0 = *iy.add(si);
+            if y0 >= 0 {
+                // All four corners inside: both border rules reduce to the plain bilinear
+                // blend, with the same arithmetic as `corners` (so bit-identical to it).
+                let p = xg.add(y0 as usize * rs + *ix.add(si) as usize * cs);
+                let ps = [p, p.add(cs), p.add(rs), p.add(rs + cs)];
+                if ONE_VEC {
+                    blend_vec(s, dst, ps, *wts.add(si), m);
                 } else {
-                    let h = sc.hb[si] + *o.add(2 * si);
-                    let w = ((ox * sp.stride) as i32 + sc.kx[si]) as f32 - padf + *o.add(2 * si + 1);
-                    let cr = corners(d.rule, h, w, xl.h, xl.w);
-                    let ps = cr.at.map(|a| match a {
-                        Some((yy, xx)) => xg.add(yy * rs + xx * cs),
-                        None => zeros,
-                    });
-                    blend(s, dst, ps, cr.w, m, cpg);
+                    blend(s, dst, ps, *wts.add(si), m, cpg);
                 }
+            } else {
+                let h = *hb.add(si) + *o.add(2 * si);
+                let w = (ox + *kx.add(si)) as f32 - padf + *o.add(2 * si + 1);
+                let cr = corners(rule, h, w, xl.h, xl.w);
+                let ps = cr.at.map(|a| match a {
+                    Some((yy, xx)) => xg.add(yy * rs + xx * cs),
+                    None => zeros,
+                });
+                blend(s, dst, ps, cr.w, m, cpg);
             }
         }
     }
@@ -423,18 +472,28 @@ fn plan(
         let (lh, lw) = (h - hl, w - wl);
         let (hh, hw) = (1.0 - lh, 1.0 - lw);
         wts[i] = [hh * hw, hh * lw, lh * hw, lh * lw];
-        // `as` saturates, so garbage positions (outside, NaN) convert safely; they are not used.
-        iy[i] = if inside { hl as i32 } else { -1 };
-        ix[i] = wl as i32;
+        // Positions outside (NaN included: its comparisons are false) become -1 and 0 before the
+        // conversion, so every converted value is a small integer and the conversion can be the
+        // plain vector instruction instead of `as`'s saturating scalar sequence.
+        let (fy, fx) = if inside { (hl, wl) } else { (-1.0, 0.0) };
+        // SAFETY: `fy`, `fx` are integral, finite and within the image (or -1/0), so in i32 range.
+        unsafe {
+            iy[i] = fy.to_int_unchecked::<i32>();
+            ix[i] = fx.to_int_unchecked::<i32>();
+        }
     }
 }
 
 /// `out[i] = sigmoid(logits[i])`, eight at a time: the scalar `exp` per sample was a third of a
 /// modulated deformable convolution's im2col. Within a few ulps of [`sigmoid`].
+#[inline(always)]
 fn sigmoid_into(logits: &[f32], out: &mut [f32]) {
     use wide::f32x8;
-    let one = f32x8::splat(1.0);
-    let sig = |v: f32x8| one / (one + (-v).exp());
+    #[inline(always)]
+    fn sig(v: f32x8) -> f32x8 {
+        let one = f32x8::splat(1.0);
+        one / (one + (-v).exp())
+    }
     let mut chunks = out.chunks_exact_mut(8);
     for (o, l) in (&mut chunks).zip(logits.chunks_exact(8)) {
         o.copy_from_slice(&sig(f32x8::from(<[f32; 8]>::try_from(l).expect("8 logits"))).to_array());
@@ -445,6 +504,17 @@ fn sigmoid_into(logits: &[f32], out: &mut [f32]) {
         l[..rest.len()].copy_from_slice(&logits[logits.len() - rest.len()..]);
         rest.copy_from_slice(&sig(f32x8::from(l)).to_array()[..rest.len()]);
     }
+}
+
+/// [`blend`] of exactly one vector.
+#[inline(always)]
+unsafe fn blend_vec<S: Simd>(s: S, dst: *mut f32, p: [*const f32; 4], w: [f32; 4], m: Option<f32>) {
+    let v = p.map(|q| s.load(q));
+    let acc = s.add(
+        s.add(s.add(s.mul(s.splat(w[0]), v[0]), s.mul(s.splat(w[1]), v[1])), s.mul(s.splat(w[2]), v[2])),
+        s.mul(s.splat(w[3]), v[3]),
+    );
+    s.store(dst, m.map_or(acc, |m| s.mul(s.splat(m), acc)));
 }
 
 /// `dst[c] = m · (w0·p0[c] + w1·p1[c] + w2·p2[c] + w3·p3[c])` for `c < len`, summed left to right
@@ -626,6 +696,21 @@ mod tests {
             for modulated in [false, true] {
                 check(ConvSpec::same(6, 5, 3), 2, chunk_len(54) + 44, 2, modulated, rule, 3.0);
                 check(ConvSpec::same(40, 7, 3), 3, 11, 2, modulated, rule, 3.0);
+            }
+        }
+    }
+
+    #[test]
+    fn groups_of_exactly_one_vector() {
+        // 4, 8 and 16 channels per group: one NEON, AVX2 or AVX-512 vector, the monomorphised
+        // blend of each level (and a tail or several vectors on the others).
+        for rule in [BorderRule::Torchvision, BorderRule::Dcnv1] {
+            for modulated in [false, true] {
+                for (cin, groups) in [(16, 4), (64, 8), (32, 2)] {
+                    for (h, w) in [(1, 1), (4, 9), (6, 5)] {
+                        check(ConvSpec::same(cin, 5, 3), h, w, groups, modulated, rule, 4.0);
+                    }
+                }
             }
         }
     }
