@@ -53,11 +53,11 @@ impl ConvSpec {
 ///
 /// `Direct` is the implicit-im2col GEMM for every layer: each output sums its products in one
 /// fixed order, so results do not depend on tiling. `Auto` runs the layers where it is faster
-/// (3x3, stride 1, enough channels) through Winograd F(4x4, 3x3) ([`WinogradConv`]): about 4x
-/// fewer multiply-adds, with an fp32 error of the order of 1e-6 relative to the direct sum, which
-/// also makes a pixel's rounding depend on its position in the 4x4 output grid of its tile (so
-/// tiled and untiled results agree to that error, not bit for bit), and 4x the weight memory of
-/// those layers.
+/// (3x3, stride 1, enough channels) through Winograd ([`WinogradConv`]: F(6x6, 3x3) with at least
+/// 32 channels in and out, else F(4x4, 3x3)): 4-5x fewer multiply-adds, with an fp32 error of the
+/// order of 1e-6 to 1e-5 relative to the direct sum, which also makes a pixel's rounding depend on
+/// its position in the output tile grid (so tiled and untiled results agree to that error, not
+/// bit for bit), and 4x (F4) or 7x (F6) the weight memory of those layers.
 ///
 /// `Winograd` forces it on every 3x3 stride-1 layer whatever its channels (for tests and
 /// measurements).
