@@ -213,12 +213,12 @@ impl Graph {
                     };
                     unsafe { attention::tsa_combine_raw(c(*feat), c(*attn), c(*add), yp, &yl) };
                 }
-                Node::Add { a, b, .. } => {
+                Node::Add { a, b, act, .. } => {
                     let c = |v: usize| {
                         let (p, l) = view(v);
                         (p as *const f32, l)
                     };
-                    unsafe { attention::add_raw(c(*a), c(*b), yp, &yl) };
+                    unsafe { attention::add_raw(c(*a), c(*b), yp, &yl, *act) };
                 }
             }
             if let Some(t) = started {

@@ -10,6 +10,7 @@
 use crate::kernels::conv::Conv2d;
 use crate::kernels::deconv::Deconv2d;
 use crate::kernels::deform::DeformConv2d;
+use crate::kernels::gemm::Activation;
 use crate::kernels::sample::{pool_out, PoolKind};
 use crate::kernels::se::SqueezeExcite;
 
@@ -56,8 +57,8 @@ pub enum Node {
     TemporalAttention { embs: Vec<ValueId>, reference: ValueId, feats: Vec<ValueId>, y: ValueId },
     /// `y = feat · sigmoid(attn) · 2 + add` (TSA output).
     TsaCombine { feat: ValueId, attn: ValueId, add: ValueId, y: ValueId },
-    /// `y = a + b`.
-    Add { a: ValueId, b: ValueId, y: ValueId },
+    /// `y = act(a + b)` (`Relu` or `LeakyRelu`, or `None`).
+    Add { a: ValueId, b: ValueId, y: ValueId, act: Activation },
 }
 
 impl Node {
@@ -382,9 +383,16 @@ impl Graph {
     }
 
     pub fn add(&mut self, a: ValueId, b: ValueId) -> ValueId {
+        self.add_act(a, b, Activation::None)
+    }
+
+    /// `act(a + b)`: the activation of a convolution whose input was a concatenation, computed
+    /// as a sum of convolutions over the parts (PReLU is not supported here).
+    pub fn add_act(&mut self, a: ValueId, b: ValueId, act: Activation) -> ValueId {
         let c = self.channels[a];
         assert_eq!(self.channels[b], c, "add channels");
-        self.push(c, None, |y| Node::Add { a, b, y })
+        assert!(act != Activation::PRelu, "add_act has no per-channel slopes");
+        self.push(c, None, |y| Node::Add { a, b, y, act })
     }
 
     /// Spatial size of every value when every input is `h x w`; `None` if a kernel does not fit

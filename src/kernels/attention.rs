@@ -1,7 +1,7 @@
 //! Element-wise pieces of attention modules (EDVR's TSA fusion) and channel concatenation.
 
 use super::deform::sigmoid;
-use super::gemm::SendPtr;
+use super::gemm::{Activation, SendPtr};
 use crate::tensor::Layout;
 use rayon::prelude::*;
 
@@ -99,11 +99,23 @@ pub(crate) unsafe fn tsa_combine_raw(
     });
 }
 
-/// `y = a + b`, element-wise.
+/// `y = act(a + b)`, element-wise (`PRelu` is not supported).
 ///
 /// # Safety
 /// As [`concat_raw`], all three with the same geometry.
-pub(crate) unsafe fn add_raw(a: (*const f32, Layout), b: (*const f32, Layout), y: *mut f32, yl: &Layout) {
+pub(crate) unsafe fn add_raw(
+    a: (*const f32, Layout),
+    b: (*const f32, Layout),
+    y: *mut f32,
+    yl: &Layout,
+    act: Activation,
+) {
+    let slope = match act {
+        Activation::None => 1.0,
+        Activation::Relu => 0.0,
+        Activation::LeakyRelu(s) => s,
+        Activation::PRelu => panic!("add with PReLU"),
+    };
     for (_, l) in [a, b] {
         assert_eq!((l.h, l.w, l.c), (yl.h, yl.w, yl.c), "add geometry");
     }
@@ -115,7 +127,8 @@ pub(crate) unsafe fn add_raw(a: (*const f32, Layout), b: (*const f32, Layout), y
             let [pa, pb] = ps.map(|(p, l)| p.0.offset(l.offset(yy as isize, x as isize)) as *const f32);
             let d = yp.0.offset(yl.offset(yy as isize, x as isize));
             for ch in 0..yl.c {
-                *d.add(ch) = *pa.add(ch) + *pb.add(ch);
+                let v = *pa.add(ch) + *pb.add(ch);
+                *d.add(ch) = if v > 0.0 { v } else { slope * v };
             }
         }
     });

@@ -38,14 +38,18 @@ pub(crate) fn build_window(b: &mut Builder, a: &Tdan) -> Result<()> {
     let x_center = b.graph.add_input(3);
     let c = t / 2;
     let reference = feats[c];
+    // `cr` over cat(reference, supp) as a sum of two convs: the reference half (with the bias)
+    // once per window, each supporting frame's half added in its epilogue.
+    let cr_ref = b.load_conv_slice("cr", 2 * f, 0..f, f, 3, true)?;
+    let cr_ref = b.graph.conv(reference, cr_ref);
+    let cr_supp = b.load_conv_slice("cr", 2 * f, f..2 * f, f, 3, false)?;
     let mut lrs = Vec::with_capacity(t);
     for (i, &supp) in feats.iter().enumerate() {
         if i == c {
             lrs.push(x_center);
             continue;
         }
-        let cat = b.graph.concat(&[reference, supp]);
-        let fea = b.conv(cat, "cr", f, 3, Activation::None)?;
+        let fea = b.graph.conv_residual(supp, cr_supp.clone(), cr_ref, 1.0);
         let off = b.conv(fea, "off2d_1", 2 * g * 9, 3, Activation::None)?;
         let fea = b.deform(fea, off, "dconv_1", f, g, false, BorderRule::Dcnv1, Activation::None)?;
         let off = b.conv(fea, "off2d_2", 2 * g * 9, 3, Activation::None)?;
