@@ -59,7 +59,13 @@ fn describe(node: &Node, x: &Layout, y: &Layout) -> (String, u64) {
     match node {
         Node::Conv { conv, res, res2, .. } => {
             let s = conv.spec();
-            let algo = if conv.is_winograd() { "winograd" } else { "direct" };
+            let algo = if conv.is_winograd() {
+                "winograd"
+            } else if conv.is_thin() {
+                "thin"
+            } else {
+                "direct"
+            };
             let extra = match (res.is_some(), res2.is_some()) {
                 (false, false) => "",
                 (true, false) => " +res",

@@ -6,6 +6,7 @@
 //! position or thread count, so tiled and untiled runs agree bit for bit.
 
 use super::gemm::{pad_channels, run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr};
+use super::thin::{ThinConv, ThinEpilogue};
 use super::winograd::WinogradConv;
 use crate::cpu::CpuLevel;
 use crate::tensor::{AlignedVec, Layout, Tensor};
@@ -79,6 +80,17 @@ impl ConvAlgo {
         }
     }
 
+    /// Whether a layer of this geometry runs through the thin-output kernel ([`ThinConv`]): in
+    /// `Auto`, stride-1 layers with at most four outputs and enough inputs (the image output
+    /// layers). It computes the direct sum in the GEMM's order, so `Direct` would give the same
+    /// bits; it stays out of `Direct` so that the GEMM path is the one `--conv direct` measures.
+    pub fn thin_for(self, spec: &ConvSpec) -> bool {
+        self == ConvAlgo::Auto
+            && spec.stride == 1
+            && spec.cout <= super::thin::MAX_COUT
+            && spec.cin >= WINOGRAD_MIN_CHANNELS
+    }
+
     /// Whether a layer of this geometry runs through Winograd.
     pub fn winograd_for(self, spec: &ConvSpec) -> bool {
         let fits = spec.kh == 3 && spec.kw == 3 && spec.stride == 1 && spec.pad <= 1;
@@ -87,7 +99,7 @@ impl ConvAlgo {
         let pays = spec.cin >= WINOGRAD_MIN_CHANNELS;
         match self {
             ConvAlgo::Direct => false,
-            ConvAlgo::Auto => fits && pays,
+            ConvAlgo::Auto => fits && pays && !self.thin_for(spec),
             ConvAlgo::Winograd => fits,
         }
     }
@@ -140,6 +152,8 @@ enum Weights {
         prelu: Option<AlignedVec>,
     },
     Winograd(WinogradConv),
+    /// At most four outputs, pixels in the lanes ([`ThinConv`]).
+    Thin(ThinConv),
     /// Geometry only (planning).
     None,
 }
@@ -174,6 +188,10 @@ impl Conv2d {
         for v in [bias, prelu].into_iter().flatten() {
             assert_eq!(v.len(), cout);
         }
+        if algo.thin_for(&spec) {
+            let t = ThinConv::new(cin, cout, kh, kw, spec.pad, weight, bias, prelu);
+            return Conv2d { spec, level, act, w: Arc::new(Weights::Thin(t)) };
+        }
         if algo.winograd_for(&spec) {
             let w = WinogradConv::new(level, cin, cout, weight, bias, prelu);
             return Conv2d { spec, level, act, w: Arc::new(Weights::Winograd(w)) };
@@ -195,6 +213,7 @@ impl Conv2d {
         let has_slopes = match &*self.w {
             Weights::Direct { prelu, .. } => prelu.is_some(),
             Weights::Winograd(w) => w.has_prelu(),
+            Weights::Thin(t) => t.has_prelu(),
             Weights::None => true,
         };
         assert!(act != Activation::PRelu || has_slopes, "PReLU needs slopes");
@@ -219,6 +238,11 @@ impl Conv2d {
         matches!(*self.w, Weights::Winograd(_))
     }
 
+    /// Whether this layer runs through the thin-output kernel.
+    pub fn is_thin(&self) -> bool {
+        matches!(*self.w, Weights::Thin(_))
+    }
+
     /// The packed weights and the epilogue (bias, activation, PReLU slopes), for kernels that feed
     /// the same GEMM from another im2col (deformable convolution). Panics for a Winograd or
     /// shape-only layer (those kernels build theirs with [`Conv2d::new`]).
@@ -240,6 +264,7 @@ impl Conv2d {
         match &*self.w {
             Weights::Direct { b, .. } => b.bytes(),
             Weights::Winograd(w) => w.bytes(),
+            Weights::Thin(t) => t.bytes(),
             Weights::None => 0,
         }
     }
@@ -295,6 +320,10 @@ impl Conv2d {
                 if s.pad == 0 { Layout { h: xl.h - 2, w: xl.w - 2, pad: xl.pad + 1, ..*xl } } else { *xl };
             debug_assert_eq!(xv.offset(0, 0), xl.offset(1 - s.pad as isize, 1 - s.pad as isize));
             wc.run_raw(x, &xv, y, yl, self.act, res, res2);
+            return;
+        }
+        if let Weights::Thin(t) = &*self.w {
+            t.run_raw(self.level, x, xl, y, yl, ThinEpilogue { act: self.act, res, res2 });
             return;
         }
         let kl = self.k_layout(xl);
@@ -503,10 +532,14 @@ mod tests {
                 }
             }
         }
-        // Too few input channels or not 3x3 stride 1: the direct path; few outputs are fine.
+        // Too few input channels or not 3x3 stride 1: the direct path; at most four outputs:
+        // the thin-output kernel in `Auto` (Winograd when forced).
         assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec::same(3, 64, 3)));
         assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec::same(15, 64, 3)));
-        assert!(ConvAlgo::Auto.winograd_for(&ConvSpec::same(64, 3, 3)));
+        assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec::same(64, 3, 3)));
+        assert!(ConvAlgo::Auto.thin_for(&ConvSpec::same(64, 3, 3)));
+        assert!(ConvAlgo::Auto.winograd_for(&ConvSpec::same(64, 5, 3)));
+        assert!(ConvAlgo::Winograd.winograd_for(&ConvSpec::same(64, 3, 3)));
         assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec::same(64, 64, 5)));
         assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec { stride: 2, ..ConvSpec::same(64, 64, 3) }));
         assert!(!ConvAlgo::Direct.winograd_for(&ConvSpec::same(64, 64, 3)));

@@ -15,4 +15,5 @@ pub mod sample;
 pub mod se;
 pub mod shuffle;
 pub mod simd;
+pub mod thin;
 pub mod winograd;
