@@ -606,18 +606,7 @@ pub fn reference(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect()
-    }
+    use crate::kernels::testutil::rand_vec;
 
     #[test]
     fn border_rules() {

@@ -15,5 +15,7 @@ pub mod sample;
 pub mod se;
 pub mod shuffle;
 pub mod simd;
+#[cfg(test)]
+mod testutil;
 pub mod thin;
 pub mod winograd;

@@ -275,40 +275,8 @@ unsafe fn item_co<S: Simd, const CO: usize>(
 mod tests {
     use super::*;
     use crate::kernels::conv::{reference, Conv2d, ConvAlgo, ConvSpec};
+    use crate::kernels::testutil::{act_ref, rand_vec};
     use crate::tensor::Tensor;
-
-    fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect()
-    }
-
-    fn act_ref(v: f32, act: Activation, slope: f32) -> f32 {
-        match act {
-            Activation::None => v,
-            Activation::Relu => v.max(0.0),
-            Activation::LeakyRelu(a) => {
-                if v > 0.0 {
-                    v
-                } else {
-                    a * v
-                }
-            }
-            Activation::PRelu => {
-                if v > 0.0 {
-                    v
-                } else {
-                    slope * v
-                }
-            }
-        }
-    }
 
     /// Against the f64 reference on every level, and bit for bit against the GEMM path of the
     /// same level (the same K order and epilogue operations).

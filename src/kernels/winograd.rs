@@ -616,19 +616,8 @@ unsafe fn block_m<S: Simd, const M: usize>(
 mod tests {
     use super::*;
     use crate::kernels::conv::{reference, ConvSpec};
+    use crate::kernels::testutil::{act_ref, rand_vec};
     use crate::tensor::Tensor;
-
-    fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect()
-    }
 
     fn check(cin: usize, cout: usize, h: usize, w: usize, act: Activation, residual: bool) {
         let spec = ConvSpec::same(cin, cout, 3);
@@ -642,24 +631,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &v)| {
-                let v = match act {
-                    Activation::None => v,
-                    Activation::Relu => v.max(0.0),
-                    Activation::LeakyRelu(a) => {
-                        if v > 0.0 {
-                            v
-                        } else {
-                            a * v
-                        }
-                    }
-                    Activation::PRelu => {
-                        if v > 0.0 {
-                            v
-                        } else {
-                            slopes[i % cout] * v
-                        }
-                    }
-                };
+                let v = act_ref(v, act, slopes[i % cout]);
                 if residual {
                     res[i] + 0.5 * v
                 } else {
