@@ -222,6 +222,7 @@ unsafe fn item_co<S: Simd, const CO: usize>(
                         let xp = base.add(ci * iw);
                         let xv: [S::V; PV] = std::array::from_fn(|v| s.load(xp.add(v * l)));
                         for (co, a) in acc.iter_mut().enumerate() {
+                            // In bounds: co < cout and kk < K, and `w` holds cout·K weights.
                             let wv = s.splat(*c.w.get_unchecked(co * k + kk));
                             for v in 0..PV {
                                 a[v] = s.fma(xv[v], wv, a[v]);
