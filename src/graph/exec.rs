@@ -123,7 +123,7 @@ impl Graph {
                         )
                     };
                 }
-                Node::Shuffle { x, skip, r, .. } => {
+                Node::Shuffle { x, skip, r, order, .. } => {
                     let (xp, xl) = view(*x);
                     let skip = skip.map(&view);
                     unsafe {
@@ -134,6 +134,7 @@ impl Graph {
                             yp,
                             &yl,
                             *r,
+                            *order,
                         )
                     };
                 }

@@ -13,6 +13,7 @@ use crate::kernels::deform::DeformConv2d;
 use crate::kernels::gemm::Activation;
 use crate::kernels::sample::{pool_out, PoolKind};
 use crate::kernels::se::SqueezeExcite;
+pub use crate::kernels::shuffle::ShuffleOrder;
 
 /// Index of a value (an activation tensor) in a [`Graph`].
 pub type ValueId = usize;
@@ -30,8 +31,9 @@ pub enum Node {
     /// `y = act(conv(x) + bias)`, then `y = res + scale·y` when `res` is set, then
     /// `y = res2 + scale2·y` when `res2` is set.
     Conv { x: ValueId, y: ValueId, conv: Conv2d, res: Option<(ValueId, f32)>, res2: Option<(ValueId, f32)> },
-    /// `y = pixel_shuffle(x, r)`, plus `nearest_upsample(skip, r)` when `skip` is set.
-    Shuffle { x: ValueId, skip: Option<ValueId>, y: ValueId, r: usize },
+    /// `y = pixel_shuffle(x, r)`, plus `nearest_upsample(skip, r)` when `skip` is set; `order`
+    /// says how `x`'s channels hold the sub-pixels.
+    Shuffle { x: ValueId, skip: Option<ValueId>, y: ValueId, r: usize, order: ShuffleOrder },
     /// `y = pixel_unshuffle(x, r)`.
     Unshuffle { x: ValueId, y: ValueId, r: usize },
     /// `y = nearest_upsample(x, r)`.
@@ -292,17 +294,23 @@ impl Graph {
         self.push(cout, into, |y| Node::Conv { x, y, conv, res, res2 })
     }
 
+    /// PyTorch's `pixel_shuffle(x, r)`.
     pub fn pixel_shuffle(&mut self, x: ValueId, r: usize) -> ValueId {
-        let c = self.channels[x];
-        assert!(r > 0 && c.is_multiple_of(r * r), "pixel shuffle of {c} channels by {r}");
-        self.push(c / (r * r), None, |y| Node::Shuffle { x, skip: None, y, r })
+        self.shuffle(x, None, r, ShuffleOrder::Torch)
     }
 
     /// `pixel_shuffle(x, r) + nearest_upsample(skip, r)`.
     pub fn shuffle_add_nearest(&mut self, x: ValueId, skip: ValueId, r: usize) -> ValueId {
+        self.shuffle(x, Some(skip), r, ShuffleOrder::Torch)
+    }
+
+    /// The general pixel shuffle, reading `x`'s channels in `order`, plus
+    /// `nearest_upsample(skip, r)` when `skip` is given.
+    pub fn shuffle(&mut self, x: ValueId, skip: Option<ValueId>, r: usize, order: ShuffleOrder) -> ValueId {
         let c = self.channels[x];
-        assert!(r > 0 && c.is_multiple_of(r * r) && self.channels[skip] == c / (r * r));
-        self.push(c / (r * r), None, |y| Node::Shuffle { x, skip: Some(skip), y, r })
+        assert!(r > 0 && c.is_multiple_of(r * r), "pixel shuffle of {c} channels by {r}");
+        assert!(skip.is_none_or(|s| self.channels[s] == c / (r * r)), "shuffle skip channels");
+        self.push(c / (r * r), None, |y| Node::Shuffle { x, skip, y, r, order })
     }
 
     pub fn pixel_unshuffle(&mut self, x: ValueId, r: usize) -> ValueId {

@@ -8,5 +8,5 @@ pub mod plan;
 pub mod profile;
 
 pub use exec::Arena;
-pub use ir::{Graph, Node, ValueId};
+pub use ir::{Graph, Node, ShuffleOrder, ValueId};
 pub use plan::Plan;

@@ -4,12 +4,13 @@
 use super::source::TensorSource;
 use crate::cpu::CpuLevel;
 use crate::error::Result;
-use crate::graph::{Graph, ValueId};
+use crate::graph::{Graph, ShuffleOrder, ValueId};
 use crate::kernels::conv::{Conv2d, ConvAlgo, ConvSpec};
 use crate::kernels::deconv::{Deconv2d, DeconvSpec};
 use crate::kernels::deform::{BorderRule, DeformConv2d};
 use crate::kernels::gemm::Activation;
 use crate::kernels::se::SqueezeExcite;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 pub(crate) struct Builder<'a> {
@@ -73,7 +74,7 @@ impl<'a> Builder<'a> {
         {
             return Ok(c.with_act(act));
         }
-        let c = self.load_conv_uncached(name, spec, act, prelu, require_bias)?;
+        let c = self.load_conv_uncached(name, spec, act, prelu, require_bias, None)?;
         self.convs.insert(name.to_string(), c.clone());
         Ok(c)
     }
@@ -85,6 +86,7 @@ impl<'a> Builder<'a> {
         act: Activation,
         prelu: Option<&str>,
         require_bias: bool,
+        shuffle: Option<usize>,
     ) -> Result<Conv2d> {
         let ConvSpec { cin, cout, kh, kw, .. } = spec;
         let wname = format!("{name}.weight");
@@ -121,7 +123,37 @@ impl<'a> Builder<'a> {
             }
             None => None,
         };
+        // A pixel shuffle by `r` follows: store the outputs in its grouped order.
+        let (w, b, slopes) = match shuffle {
+            Some(r) => {
+                let g = |v: &[f32]| Cow::Owned(grouped_outputs(v, cout, r));
+                (g(&w), b.as_deref().map(g), slopes.as_deref().map(g))
+            }
+            None => (w, b, slopes),
+        };
         Ok(Conv2d::with_algo(self.level, spec, &w, b.as_deref(), act, slopes.as_deref(), self.algo))
+    }
+
+    /// `pixel_shuffle(act(conv(x)), r)` (+ `nearest_upsample(skip, r)`), with `{name}` a "same"
+    /// conv of `cout` = C·r² outputs in PyTorch's order. The conv's outputs are permuted at load
+    /// time so that each output pixel's C channels are contiguous for the shuffle
+    /// ([`ShuffleOrder::Grouped`]): a copy of runs instead of a stride-r² gather. Each output
+    /// channel is computed as before, so the result is bit-identical.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_shuffle(
+        &mut self,
+        x: ValueId,
+        name: &str,
+        cout: usize,
+        k: usize,
+        act: Activation,
+        r: usize,
+        skip: Option<ValueId>,
+    ) -> Result<ValueId> {
+        let spec = ConvSpec::same(self.graph.channels(x), cout, k);
+        let c = self.load_conv_uncached(name, spec, act, None, true, Some(r))?;
+        let h = self.graph.conv(x, c);
+        Ok(self.graph.shuffle(h, skip, r, ShuffleOrder::Grouped))
     }
 
     pub fn conv(
@@ -359,8 +391,15 @@ impl<'a> Builder<'a> {
         let stages: Vec<usize> = if scale == 3 { vec![3] } else { vec![2; scale.trailing_zeros() as usize] };
         let mut h = x;
         for (i, r) in stages.into_iter().enumerate() {
-            h = self.conv(h, &format!("{prefix}.{}", 2 * i), f * r * r, 3, Activation::None)?;
-            h = self.graph.pixel_shuffle(h, r);
+            h = self.conv_shuffle(
+                h,
+                &format!("{prefix}.{}", 2 * i),
+                f * r * r,
+                3,
+                Activation::None,
+                r,
+                None,
+            )?;
         }
         Ok(h)
     }
@@ -369,4 +408,17 @@ impl<'a> Builder<'a> {
 /// Whether `scale` is one a sub-pixel upsampler can make (2^n or 3).
 pub(crate) fn upsampler_scale_ok(scale: usize) -> bool {
     scale == 3 || (scale >= 2 && scale.is_power_of_two())
+}
+
+/// `v` (per output channel runs of `v.len() / cout` values, PyTorch's pixel-shuffle order
+/// `c·r² + s`) with its runs moved to the grouped order `s·C + c`.
+fn grouped_outputs(v: &[f32], cout: usize, r: usize) -> Vec<f32> {
+    let (rr, per) = (r * r, v.len() / cout);
+    let c = cout / rr;
+    let mut out = vec![0.0; v.len()];
+    for o in 0..cout {
+        let to = ShuffleOrder::Grouped.channel(o / rr, o % rr / r, o % r, c, r);
+        out[to * per..][..per].copy_from_slice(&v[o * per..][..per]);
+    }
+    out
 }

@@ -246,10 +246,8 @@ pub(crate) fn build_window(b: &mut Builder, a: &Edvr) -> Result<()> {
         )?;
     }
     // lrelu(pixel_shuffle(conv(x))) == pixel_shuffle(lrelu(conv(x))): fused into the conv.
-    let up = b.conv(feat, "upconv1", 4 * f, 3, LRELU)?;
-    let up = b.graph.pixel_shuffle(up, 2);
-    let up = b.conv(up, "upconv2", 64 * 4, 3, LRELU)?;
-    let up = b.graph.pixel_shuffle(up, 2);
+    let up = b.conv_shuffle(feat, "upconv1", 4 * f, 3, LRELU, 2, None)?;
+    let up = b.conv_shuffle(up, "upconv2", 64 * 4, 3, LRELU, 2, None)?;
     let hr = b.conv(up, "conv_hr", 64, 3, LRELU)?;
     let base = if a.hr_in { x_center } else { b.graph.upsample_bilinear(x_center, 4, 1.0) };
     let c = b.load_conv("conv_last", 64, 3, 3, Activation::None, None)?;

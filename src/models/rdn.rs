@@ -63,10 +63,13 @@ pub(crate) fn build_rdn(b: &mut Builder, a: &Rdn) -> Result<()> {
     let (w1, w2) = (width(b, "UPN1.weight", 64), width(b, "UPN2.weight", 32));
     let h = b.conv(fdf, "UPN1", w1, 5, Activation::Relu)?;
     let h = b.conv(h, "UPN2", w2, 3, Activation::Relu)?;
-    let h = b.conv(h, "UPN3", 3 * a.scale * a.scale, 3, Activation::None)?;
+    let n = 3 * a.scale * a.scale;
     let h = match a.upsampler {
-        RdnUpsampler::Nearest => b.graph.upsample_nearest(h, a.scale),
-        RdnUpsampler::Shuffle => b.graph.pixel_shuffle(h, a.scale),
+        RdnUpsampler::Nearest => {
+            let h = b.conv(h, "UPN3", n, 3, Activation::None)?;
+            b.graph.upsample_nearest(h, a.scale)
+        }
+        RdnUpsampler::Shuffle => b.conv_shuffle(h, "UPN3", n, 3, Activation::None, a.scale, None)?,
     };
     b.conv(h, "SR", 3, 3, Activation::None)?;
     Ok(())
@@ -87,8 +90,7 @@ pub(crate) fn build_rrdn(b: &mut Builder, a: &Rrdn) -> Result<()> {
     };
     let body = dense_rrdb_body(b, buf, a.t, a.d, a.c, a.g0, a.g, Activation::Relu, a.beta, &names)?;
     let grl = b.conv_res(body, "post_blocks_conv", 3, pre, 1.0)?;
-    let h = b.conv(grl, "PreShuffle", 3 * a.scale * a.scale, 3, Activation::None)?;
-    let h = b.graph.pixel_shuffle(h, a.scale);
+    let h = b.conv_shuffle(grl, "PreShuffle", 3 * a.scale * a.scale, 3, Activation::None, a.scale, None)?;
     b.conv(h, "SR", 3, 3, Activation::None)?;
     Ok(())
 }

@@ -25,7 +25,6 @@ pub(crate) fn build(b: &mut Builder, a: &Srvgg) -> Result<()> {
         };
     }
     let last = format!("body.{}", 2 * a.num_conv + 2);
-    h = b.conv(h, &last, 3 * a.scale * a.scale, 3, Activation::None)?;
-    b.graph.shuffle_add_nearest(h, x, a.scale);
+    b.conv_shuffle(h, &last, 3 * a.scale * a.scale, 3, Activation::None, a.scale, Some(x))?;
     Ok(())
 }
