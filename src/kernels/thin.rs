@@ -190,13 +190,29 @@ unsafe fn item_co<S: Simd, const CO: usize>(
     // never stored).
     let in_rows = rows + kh - 1;
     let in_cols = cols + kw - 1;
+    let cs = xl.cs;
     for r in 0..in_rows {
-        for col in 0..in_cols {
-            let p =
-                x.offset(xl.offset(it.oy0 as isize + r as isize - pad, it.ox0 as isize + col as isize - pad));
-            let dst = t.as_mut_ptr().add(r * cin * iw + col);
+        let src = x.offset(xl.offset(it.oy0 as isize + r as isize - pad, it.ox0 as isize - pad));
+        let dst = t.as_mut_ptr().add(r * cin * iw);
+        // Whole LANES x LANES blocks with the level's shuffles (the scalar moves were 40% of
+        // the kernel), then the channel and column tails one float at a time.
+        let mut col = 0;
+        while col + l <= in_cols {
+            let mut ci = 0;
+            while ci + l <= cin {
+                s.transpose(src.add(col * cs + ci), cs, dst.add(ci * iw + col), iw);
+                ci += l;
+            }
+            for ci in ci..cin {
+                for p in col..col + l {
+                    *dst.add(ci * iw + p) = *src.add(p * cs + ci);
+                }
+            }
+            col += l;
+        }
+        for p in col..in_cols {
             for ci in 0..cin {
-                *dst.add(ci * iw) = *p.add(ci);
+                *dst.add(ci * iw + p) = *src.add(p * cs + ci);
             }
         }
     }

@@ -13,12 +13,12 @@
 //! only on its position modulo m: images tiled on an m-aligned grid give bit-identical results.
 //! Bias, activation and residual are applied in the output transform.
 
-use std::mem::MaybeUninit;
 use super::gemm::{run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr, Shape};
 use super::simd::Simd;
 use crate::cpu::CpuLevel;
 use crate::tensor::{AlignedVec, Layout};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Bytes that a block's transformed input and GEMM output may take: the 36 blocks are written,
 /// multiplied and read back while they stay in L2 (512 KiB to 2 MiB per core on current x86

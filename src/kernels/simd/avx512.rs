@@ -80,6 +80,13 @@ unsafe impl Simd for Avx512 {
         unsafe { _mm512_max_ps(a, b) }
     }
     #[inline(always)]
+    unsafe fn transpose(self, src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+        // Four 8x8 quadrants, each landing transposed in the mirrored quadrant.
+        for (qr, qc) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
+            super::avx2::transpose8(src.add(qr * ss + qc), ss, dst.add(qc * ds + qr), ds);
+        }
+    }
+    #[inline(always)]
     fn min(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: the token proves AVX-512F support.
         unsafe { _mm512_min_ps(a, b) }

@@ -45,6 +45,20 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
     fn max(self, a: Self::V, b: Self::V) -> Self::V;
     fn min(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Transpose a `LANES`x`LANES` block: row `r` (`LANES` floats at `src + r·ss`) becomes
+    /// column `r` of the rows at `dst + c·ds`. Pure data movement. This default is the scalar
+    /// reference; levels with shuffles override it.
+    /// # Safety
+    /// `src + r·ss` valid for `LANES` reads and `dst + r·ds` for `LANES` writes, `r < LANES`;
+    /// the two blocks do not overlap.
+    #[inline(always)]
+    unsafe fn transpose(self, src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+        for r in 0..Self::LANES {
+            for c in 0..Self::LANES {
+                *dst.add(c * ds + r) = *src.add(r * ss + c);
+            }
+        }
+    }
 }
 
 /// Define `unsafe fn $name(level: CpuLevel, args..) -> R` that runs the generic (unsafe) body
@@ -94,4 +108,40 @@ pub(crate) use simd_dispatch;
 pub unsafe trait LaneFma: Simd {
     /// `acc + b * a[L]`, fused, for `L` in `0..4`.
     fn fma_lane<const L: i32>(self, b: Self::V, a: Self::V, acc: Self::V) -> Self::V;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::CpuLevel;
+
+    #[inline(always)]
+    unsafe fn transpose_body<S: Simd>(s: S, src: *const f32, ss: usize, dst: *mut f32, ds: usize) -> usize {
+        s.transpose(src, ss, dst, ds);
+        S::LANES
+    }
+
+    simd_dispatch! {
+        /// # Safety
+        /// As [`Simd::transpose`] for the level's lane count (at most 16).
+        fn transpose_at(src: *const f32, ss: usize, dst: *mut f32, ds: usize) -> usize = transpose_body;
+    }
+
+    #[test]
+    fn transpose_moves_every_float_and_nothing_else() {
+        for level in CpuLevel::supported() {
+            // Strides wider than a block, so that a wrong offset reads or writes a sentinel.
+            let (ss, ds) = (16 + 3, 16 + 5);
+            let src: Vec<f32> = (0..16 * ss).map(|i| i as f32).collect();
+            let mut dst = vec![-1.0f32; 16 * ds];
+            // SAFETY: 16 rows of at least 16 floats on both sides; the buffers are distinct.
+            let n = unsafe { transpose_at(level, src.as_ptr(), ss, dst.as_mut_ptr(), ds) };
+            for r in 0..16 {
+                for c in 0..16 {
+                    let want = if r < n && c < n { src[c * ss + r] } else { -1.0 };
+                    assert_eq!(dst[r * ds + c].to_bits(), want.to_bits(), "{level} ({r}, {c})");
+                }
+            }
+        }
+    }
 }

@@ -88,6 +88,19 @@ unsafe impl Simd for Neon {
         unsafe { vmaxq_f32(a, b) }
     }
     #[inline(always)]
+    unsafe fn transpose(self, src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+        let r: [float32x4_t; 4] = core::array::from_fn(|i| vld1q_f32(src.add(i * ss)));
+        // (r0_0 r1_0 r0_2 r1_2), (r0_1 r1_1 r0_3 r1_3), and the same for rows 2, 3.
+        let t =
+            [vtrn1q_f32(r[0], r[1]), vtrn2q_f32(r[0], r[1]), vtrn1q_f32(r[2], r[3]), vtrn2q_f32(r[2], r[3])];
+        let d = |v: float32x4_t| vreinterpretq_f64_f32(v);
+        let f = |v: float64x2_t| vreinterpretq_f32_f64(v);
+        vst1q_f32(dst, f(vtrn1q_f64(d(t[0]), d(t[2]))));
+        vst1q_f32(dst.add(ds), f(vtrn1q_f64(d(t[1]), d(t[3]))));
+        vst1q_f32(dst.add(2 * ds), f(vtrn2q_f64(d(t[0]), d(t[2]))));
+        vst1q_f32(dst.add(3 * ds), f(vtrn2q_f64(d(t[1]), d(t[3]))));
+    }
+    #[inline(always)]
     fn min(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
         // SAFETY: NEON is baseline on aarch64.
         unsafe { vminq_f32(a, b) }
