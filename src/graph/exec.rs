@@ -102,6 +102,10 @@ impl Graph {
             // except an in-place candidate with an identical layout and position, which the
             // kernels support; convolution inputs have borders at least their padding.
             match node {
+                Node::Conv { x, conv, shuffle, .. } if *shuffle > 1 => {
+                    let (xp, xl) = view(*x);
+                    unsafe { conv.run_raw_shuffled(xp, &xl, yp, &yl, *shuffle) };
+                }
                 Node::Conv { x, conv, res, res2, .. } => {
                     let (xp, xl) = view(*x);
                     let res = res.map(|(r, s)| {

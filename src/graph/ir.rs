@@ -29,8 +29,17 @@ pub struct View {
 #[derive(Clone, Debug)]
 pub enum Node {
     /// `y = act(conv(x) + bias)`, then `y = res + scale·y` when `res` is set, then
-    /// `y = res2 + scale2·y` when `res2` is set.
-    Conv { x: ValueId, y: ValueId, conv: Conv2d, res: Option<(ValueId, f32)>, res2: Option<(ValueId, f32)> },
+    /// `y = res2 + scale2·y` when `res2` is set. With `shuffle` r > 1 (no residuals then),
+    /// `y = pixel_shuffle(act(conv(x) + bias), r)`, the conv's outputs being in the grouped order
+    /// ([`ShuffleOrder::Grouped`]) and written in place by the convolution.
+    Conv {
+        x: ValueId,
+        y: ValueId,
+        conv: Conv2d,
+        res: Option<(ValueId, f32)>,
+        res2: Option<(ValueId, f32)>,
+        shuffle: usize,
+    },
     /// `y = pixel_shuffle(x, r)`, plus `nearest_upsample(skip, r)` when `skip` is set; `order`
     /// says how `x`'s channels hold the sub-pixels.
     Shuffle { x: ValueId, skip: Option<ValueId>, y: ValueId, r: usize, order: ShuffleOrder },
@@ -291,7 +300,16 @@ impl Graph {
             assert_eq!(self.channels[*r], cout, "residual channels");
         }
         assert!(res2.is_none() || res.is_some(), "a second residual needs a first one");
-        self.push(cout, into, |y| Node::Conv { x, y, conv, res, res2 })
+        self.push(cout, into, |y| Node::Conv { x, y, conv, res, res2, shuffle: 1 })
+    }
+
+    /// `pixel_shuffle(conv(x), r)` computed by the convolution itself (see [`Node::Conv`]); only
+    /// for layers where [`Conv2d::writes_shuffled`] holds.
+    pub fn conv_shuffled(&mut self, x: ValueId, conv: Conv2d, r: usize) -> ValueId {
+        assert_eq!(self.channels[x], conv.spec().cin, "conv input channels");
+        let cout = conv.spec().cout;
+        assert!(r > 1 && cout.is_multiple_of(r * r), "{cout} channels shuffled by {r}");
+        self.push(cout / (r * r), None, |y| Node::Conv { x, y, conv, res: None, res2: None, shuffle: r })
     }
 
     /// PyTorch's `pixel_shuffle(x, r)`.
@@ -423,9 +441,10 @@ impl Graph {
         };
         for n in &self.nodes {
             let out = match n {
-                Node::Conv { x, conv, .. } => {
+                Node::Conv { x, conv, shuffle, .. } => {
                     let (xh, xw) = get(&s, *x)?;
-                    conv.spec().out_size(xh, xw)?
+                    let (h, w) = conv.spec().out_size(xh, xw)?;
+                    (h * shuffle, w * shuffle)
                 }
                 Node::Deconv { x, deconv, .. } => {
                     let (xh, xw) = get(&s, *x)?;
@@ -614,10 +633,13 @@ impl Graph {
                 continue;
             };
             match n {
-                Node::Conv { x, conv, res, res2, .. } => {
+                Node::Conv { x, conv, res, res2, shuffle, .. } => {
                     let s = conv.spec();
                     let k = if axis == 0 { s.kh } else { s.kw } as i64;
                     let (t, p) = (s.stride as i64, s.pad as i64);
+                    // Output pixels of the fused shuffle come from conv pixels a/r..b/r.
+                    let r = *shuffle as i64;
+                    let (a, b) = (fdiv(a, r), fdiv(b, r));
                     mark(&mut need, *x, (a * t - p, b * t - p + k - 1));
                     for (r, _) in res.iter().chain(res2.iter()) {
                         mark(&mut need, *r, (a, b));
@@ -697,7 +719,7 @@ impl Graph {
         self.nodes
             .iter()
             .map(|n| match n {
-                Node::Conv { y, conv, .. } => conv.spec().macs(s[*y].0, s[*y].1),
+                Node::Conv { y, conv, shuffle, .. } => conv.spec().macs(s[*y].0 / shuffle, s[*y].1 / shuffle),
                 Node::Deconv { x, deconv, .. } => deconv.spec().macs(s[*x].0, s[*x].1),
                 Node::Se { se, .. } => (2 * se.c * se.mid) as u64,
                 Node::DeformConv { y, conv, .. } => conv.spec().macs(s[*y].0, s[*y].1),
@@ -839,5 +861,69 @@ mod tests {
             None,
             Some(v),
         );
+    }
+
+    /// A conv that writes its output pixel-shuffled: same sizes, receptive field and cost as the
+    /// conv + grouped shuffle it replaces, and the same bits on every level.
+    #[test]
+    fn fused_shuffle_matches_conv_then_shuffle() {
+        use crate::cpu::CpuLevel;
+        use crate::graph::{Arena, Plan};
+        use crate::kernels::conv::ConvAlgo;
+        use crate::kernels::testutil::rand_vec;
+        let (c, r, f) = (16, 2, 16);
+        let spec = |cin, cout| ConvSpec::same(cin, cout, 3);
+        let (w1, w2) = (rand_vec(f * 3 * 9, 1, 0.3), rand_vec(4 * c * f * 9, 2, 0.1));
+        let (b2, w3) = (rand_vec(4 * c, 3, 0.1), rand_vec(3 * c * 9, 4, 0.1));
+        let (h, w) = (11, 7);
+        let x = rand_vec(h * w * 3, 5, 1.0);
+        for level in CpuLevel::supported() {
+            assert!(Conv2d::writes_shuffled(level, &spec(f, 4 * c), ConvAlgo::Auto, r));
+            let mk = |cin, cout, wt: &[f32], b: Option<&[f32]>| {
+                Conv2d::with_algo(
+                    level,
+                    spec(cin, cout),
+                    wt,
+                    b,
+                    Activation::LeakyRelu(0.1),
+                    None,
+                    ConvAlgo::Auto,
+                )
+            };
+            let build = |fused: bool| {
+                let mut g = Graph::new(3);
+                let h1 = g.conv(g.input(), mk(3, f, &w1, None));
+                let up = mk(f, 4 * c, &w2, Some(&b2));
+                let s = if fused {
+                    g.conv_shuffled(h1, up, r)
+                } else {
+                    let t = g.conv(h1, up);
+                    g.shuffle(t, None, r, ShuffleOrder::Grouped)
+                };
+                g.conv(s, mk(c, 3, &w3, None));
+                g
+            };
+            let (plain, fused) = (build(false), build(true));
+            assert_eq!(plain.geometry(), fused.geometry());
+            assert_eq!(plain.receptive_field(), fused.receptive_field());
+            assert_eq!(plain.macs(h, w), fused.macs(h, w));
+            let run = |g: &Graph| {
+                let plan = Plan::new(g, h, w).expect("plan");
+                g.run(
+                    &plan,
+                    &mut Arena::new(),
+                    |buf, l| {
+                        for y in 0..h {
+                            for xx in 0..w {
+                                let o = l.offset(y as isize, xx as isize) as usize;
+                                buf[o..o + 3].copy_from_slice(&x[(y * w + xx) * 3..][..3]);
+                            }
+                        }
+                    },
+                    |buf, _| buf.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                )
+            };
+            assert_eq!(run(&plain), run(&fused), "{level}");
+        }
     }
 }

@@ -57,7 +57,7 @@ pub(crate) fn record(node: &Node, x: &Layout, out: &Layout, took: Duration) {
 fn describe(node: &Node, x: &Layout, y: &Layout) -> (String, u64) {
     let size = format!("{}x{}", y.w, y.h);
     match node {
-        Node::Conv { conv, res, res2, .. } => {
+        Node::Conv { conv, res, res2, shuffle, .. } => {
             let s = conv.spec();
             let algo = if conv.is_winograd() {
                 "winograd"
@@ -66,14 +66,16 @@ fn describe(node: &Node, x: &Layout, y: &Layout) -> (String, u64) {
             } else {
                 "direct"
             };
-            let extra = match (res.is_some(), res2.is_some()) {
-                (false, false) => "",
-                (true, false) => " +res",
-                _ => " +res+res",
+            let extra = match (res.is_some(), res2.is_some(), *shuffle > 1) {
+                (_, _, true) => format!(" +shuffle x{shuffle}"),
+                (false, false, _) => String::new(),
+                (true, false, _) => " +res".into(),
+                _ => " +res+res".into(),
             };
+            let (h, w) = (y.h / shuffle, y.w / shuffle);
             (
-                format!("conv {}x{}/{} {}->{} {algo}{extra} @{size}", s.kh, s.kw, s.stride, s.cin, s.cout),
-                s.macs(y.h, y.w),
+                format!("conv {}x{}/{} {}->{} {algo}{extra} @{w}x{h}", s.kh, s.kw, s.stride, s.cin, s.cout),
+                s.macs(h, w),
             )
         }
         Node::DeformConv { conv, .. } => {

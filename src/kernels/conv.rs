@@ -283,6 +283,36 @@ impl Conv2d {
         }
     }
 
+    /// `y = pixel_shuffle(act(conv(x) + bias), r)` written straight from the convolution, for
+    /// layers where [`Conv2d::writes_shuffled`] holds (outputs stored in the grouped order).
+    ///
+    /// # Safety
+    /// As [`Conv2d::run_raw`], with `yl` the shuffled output's layout.
+    pub(crate) unsafe fn run_raw_shuffled(
+        &self,
+        x: *const f32,
+        xl: &Layout,
+        y: *mut f32,
+        yl: &Layout,
+        r: usize,
+    ) {
+        let Weights::Winograd(wc) = &*self.w else { panic!("a fused pixel shuffle needs a Winograd layer") };
+        assert!(self.spec.pad == 1 && xl.pad >= 1 && xl.c == self.spec.cin);
+        wc.run_raw(x, xl, y, yl, self.act, None, None, r);
+    }
+
+    /// Whether a layer of `spec` built for `level` with `algo` can write its output pixel-shuffled
+    /// by `r` ([`Conv2d::run_raw_shuffled`]): a same-size Winograd layer whose r² output blocks
+    /// are whole vectors.
+    pub fn writes_shuffled(level: CpuLevel, spec: &ConvSpec, algo: ConvAlgo, r: usize) -> bool {
+        let lanes = crate::kernels::gemm::Shape::of(level).lanes;
+        algo.winograd_for(spec)
+            && spec.pad == 1
+            && r > 1
+            && spec.cout.is_multiple_of(r * r)
+            && (spec.cout / (r * r)).is_multiple_of(lanes)
+    }
+
     /// Run over raw buffers. `res`, when given, is added as `res + scale·y`; `res2`, when given,
     /// is then added as `res2 + scale2·(that)` (the RRDB "residual of a residual", fused so it
     /// costs no extra pass). Either may alias `y` (same layout), but `x` must not overlap `y`.
@@ -319,7 +349,7 @@ impl Conv2d {
             let xv =
                 if s.pad == 0 { Layout { h: xl.h - 2, w: xl.w - 2, pad: xl.pad + 1, ..*xl } } else { *xl };
             debug_assert_eq!(xv.offset(0, 0), xl.offset(1 - s.pad as isize, 1 - s.pad as isize));
-            wc.run_raw(x, &xv, y, yl, self.act, res, res2);
+            wc.run_raw(x, &xv, y, yl, self.act, res, res2, 1);
             return;
         }
         if let Weights::Thin(t) = &*self.w {

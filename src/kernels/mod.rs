@@ -16,6 +16,6 @@ pub mod se;
 pub mod shuffle;
 pub mod simd;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 pub mod thin;
 pub mod winograd;

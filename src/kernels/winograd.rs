@@ -198,7 +198,7 @@ impl WinogradConv {
         let yl = y.layout;
         // SAFETY: distinct owned tensors of exactly their layouts' lengths; run_raw checks the
         // geometry.
-        unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, act, None, None) }
+        unsafe { self.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, act, None, None, 1) }
     }
 
     /// As [`super::conv::Conv2d::run_raw`] for a 3x3, stride-1, pad-1 convolution.
@@ -207,6 +207,11 @@ impl WinogradConv {
     /// `x` valid for `xl.len()` reads with `xl.pad >= 1`, `y` for `yl.len()` writes, not
     /// overlapping `x`; `res` and `res2` (which may alias `y` with the same layout) valid for
     /// reads. `res2` needs `res`: `y = res2 + s2·(res + s·act(conv(x) + bias))`.
+    ///
+    /// With `shuffle` r > 1, `y` is `pixel_shuffle(act(conv(x) + bias), r)` with the outputs
+    /// in [`ShuffleOrder::Grouped`](super::shuffle::ShuffleOrder::Grouped) (r² blocks of
+    /// `cout / r²` channels, a whole number of vectors each), stored straight from the output
+    /// transform: the conv-sized map is never written. No residuals then.
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn run_raw(
         &self,
@@ -217,17 +222,24 @@ impl WinogradConv {
         act: Activation,
         res: Option<(*const f32, &Layout, f32)>,
         res2: Option<(*const f32, &Layout, f32)>,
+        shuffle: usize,
     ) {
         assert!(xl.pad >= 1, "Winograd input needs a border of 1");
-        assert_eq!((xl.c, yl.c), (self.cin, self.cout));
-        assert_eq!((xl.h, xl.w), (yl.h, yl.w), "same-size convolution");
+        let r = shuffle;
+        assert!(r >= 1 && self.cout.is_multiple_of(r * r));
+        assert_eq!((xl.c, yl.c * r * r), (self.cin, self.cout));
+        assert_eq!((xl.h * r, xl.w * r), (yl.h, yl.w), "same-size convolution");
+        if r > 1 {
+            assert!(res.is_none(), "no residual with a fused shuffle");
+            assert!(yl.c.is_multiple_of(Shape::of(self.level).lanes), "shuffle blocks of whole vectors");
+        }
         assert!(act != Activation::PRelu || self.prelu.is_some(), "PReLU needs slopes");
         for (_, rl, _) in res.iter().chain(res2.iter()) {
             assert_eq!((rl.h, rl.w), (yl.h, yl.w));
         }
         assert!(res2.is_none() || res.is_some(), "a second residual needs a first one");
         let mt = self.tile.m();
-        let (th, tw) = (yl.h.div_ceil(mt), yl.w.div_ceil(mt));
+        let (th, tw) = (xl.h.div_ceil(mt), xl.w.div_ceil(mt));
         let (xp, yp) = (SendPtr(x as *mut f32), SendPtr(y));
         let rp = SendPtr(res.map_or(std::ptr::null(), |r| r.0) as *mut f32);
         let rl = res.map(|r| *r.1);
@@ -254,7 +266,8 @@ impl WinogradConv {
                 let ty = job / blocks_per_row;
                 let tx0 = (job % blocks_per_row) * tb;
                 let n = tb.min(tw - tx0);
-                let blk = Block { ty, tx0, n, xl, yl, act, rl, scale, r: rp.0, rl2, scale2, r2: rp2.0 };
+                let blk =
+                    Block { ty, tx0, n, xl, yl, act, rl, scale, r: rp.0, rl2, scale2, r2: rp2.0, shuffle };
                 match self.level {
                     #[cfg(target_arch = "x86_64")]
                     CpuLevel::Avx512 => block_avx512(self, &blk, xp.0, yp.0, v, m),
@@ -289,6 +302,8 @@ struct Block {
     r2: *const f32,
     rl2: Option<Layout>,
     scale2: f32,
+    /// Pixel-shuffle factor of the output (1: none).
+    shuffle: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -576,7 +591,7 @@ unsafe fn block_m<S: Simd, const M: usize>(
             let slopes = w.prelu.as_ref().map(|pv| s.load(pv.as_ptr().add(c0)));
             for (i, row) in t1.iter().enumerate().take(M) {
                 let yy = oy0 + i;
-                if yy >= yl.h {
+                if yy >= xl.h {
                     break;
                 }
                 let mut r = [zero; 8];
@@ -587,7 +602,7 @@ unsafe fn block_m<S: Simd, const M: usize>(
                 let out = at::<S, M>(s, r);
                 for (j, &o) in out.iter().enumerate().take(M) {
                     let xx = ox0 + j;
-                    if xx >= yl.w {
+                    if xx >= xl.w {
                         break;
                     }
                     let mut val = o;
@@ -612,7 +627,14 @@ unsafe fn block_m<S: Simd, const M: usize>(
                         let rv = if cn == l { s.load(rp) } else { s.load_part(rp, cn) };
                         val = s.fma(scale2, val, rv);
                     }
-                    let dp = y.offset(yl.offset(yy as isize, xx as isize)).add(c0);
+                    let dp = if b.shuffle == 1 {
+                        y.offset(yl.offset(yy as isize, xx as isize)).add(c0)
+                    } else {
+                        // Grouped order: channel c0 is channel c0 % C of sub-pixel c0 / C.
+                        let (r, sub) = (b.shuffle, c0 / yl.c);
+                        let (sy, sx) = (yy * r + sub / r, xx * r + sub % r);
+                        y.offset(yl.offset(sy as isize, sx as isize)).add(c0 % yl.c)
+                    };
                     if cn == l {
                         s.store(dp, val);
                     } else {
@@ -679,6 +701,7 @@ mod tests {
                     act,
                     residual.then(|| (rt.data.as_ptr(), &rt.layout, 0.5)),
                     None,
+                    1,
                 )
             };
             let got = yt.to_hwc();
@@ -715,5 +738,46 @@ mod tests {
         assert_eq!(tile(64, 64), WinogradTile::F6);
         assert_eq!(tile(64, 3), WinogradTile::F4);
         assert_eq!(tile(16, 64), WinogradTile::F4);
+    }
+
+    /// The shuffled store puts every value of the unshuffled run at its pixel-shuffle position,
+    /// bit for bit, on every level and tile size (partial tiles included).
+    #[test]
+    fn fused_shuffle_stores_the_unfused_values() {
+        use crate::kernels::shuffle::{run_raw as shuffle, ShuffleOrder};
+        let (c, r) = (16, 2);
+        for (cin, h, w) in [(8, 7, 13), (32, 5, 9), (32, 1, 1)] {
+            let cout = c * r * r;
+            let x = Tensor::from_hwc(h, w, cin, 1, &rand_vec(h * w * cin, 1, 1.0));
+            let wt = rand_vec(cout * cin * 9, 2, 0.2);
+            let bias = rand_vec(cout, 3, 0.1);
+            for (level, tile) in CpuLevel::supported()
+                .into_iter()
+                .flat_map(|l| [WinogradTile::F4, WinogradTile::F6].map(|t| (l, t)))
+            {
+                let wc = WinogradConv::with_tile(level, tile, cin, cout, &wt, Some(&bias), None);
+                let act = Activation::LeakyRelu(0.1);
+                let mut plain = Tensor::zeros(h, w, cout, 1);
+                let mut want = Tensor::zeros(h * r, w * r, c, 1);
+                let mut got = Tensor::zeros(h * r, w * r, c, 1);
+                let (pl, wl, gl) = (plain.layout, want.layout, got.layout);
+                // SAFETY: owned tensors of matching geometry.
+                unsafe {
+                    wc.run_raw(x.data.as_ptr(), &x.layout, plain.data.as_mut_ptr(), &pl, act, None, None, 1);
+                    shuffle(
+                        plain.data.as_ptr(),
+                        &pl,
+                        None,
+                        want.data.as_mut_ptr(),
+                        &wl,
+                        r,
+                        ShuffleOrder::Grouped,
+                    );
+                    wc.run_raw(x.data.as_ptr(), &x.layout, got.data.as_mut_ptr(), &gl, act, None, None, r);
+                }
+                let bits = |t: &Tensor| t.data.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{level} {tile:?} {cin}->{cout} {h}x{w}");
+            }
+        }
     }
 }

@@ -152,6 +152,10 @@ impl<'a> Builder<'a> {
     ) -> Result<ValueId> {
         let spec = ConvSpec::same(self.graph.channels(x), cout, k);
         let c = self.load_conv_uncached(name, spec, act, None, true, Some(r))?;
+        if skip.is_none() && Conv2d::writes_shuffled(self.level, &spec, self.algo, r) {
+            // The convolution stores each output straight at its shuffled position.
+            return Ok(self.graph.conv_shuffled(x, c, r));
+        }
         let h = self.graph.conv(x, c);
         Ok(self.graph.shuffle(h, skip, r, ShuffleOrder::Grouped))
     }
