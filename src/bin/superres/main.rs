@@ -62,7 +62,7 @@ pub struct ModelArgs {
     /// Scale to run, for multi-scale models.
     #[arg(short = 's', long, value_name = "N")]
     pub scale: Option<usize>,
-    /// How 3x3 convolutions run: auto (Winograd F(4x4,3x3) where it is faster; results differ
+    /// How 3x3 convolutions run: auto (Winograd F(4x4) or F(6x6) where it is faster; results differ
     /// from direct summation by fp32 rounding, about 1e-6) or direct (every output summed in one
     /// fixed order, so any tiling gives byte-identical output) or winograd (on every 3x3 layer,
     /// for measurements). Default: $SUPERRES_CONV, else auto.
