@@ -136,8 +136,9 @@ impl<'a> Builder<'a> {
 
     /// `pixel_shuffle(act(conv(x)), r)` (+ `nearest_upsample(skip, r)`), with `{name}` a "same"
     /// conv of `cout` = C·r² outputs in PyTorch's order. The conv's outputs are permuted at load
-    /// time so that each output pixel's C channels are contiguous for the shuffle
-    /// ([`ShuffleOrder::Grouped`]): a copy of runs instead of a stride-r² gather. Each output
+    /// time so that each output pixel's C channels are contiguous ([`ShuffleOrder::Grouped`]):
+    /// where [`Conv2d::writes_shuffled`] holds the conv stores them at their shuffled positions
+    /// itself, else a shuffle node copies runs instead of a stride-r² gather. Each output
     /// channel is computed as before, so the result is bit-identical.
     #[allow(clippy::too_many_arguments)]
     pub fn conv_shuffle(
