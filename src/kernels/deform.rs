@@ -16,6 +16,8 @@
 
 use super::conv::{Conv2d, ConvSpec};
 use super::gemm::{run_line, Activation, KLayout, Line, Ops, SendPtr};
+pub use super::sigmoid::sigmoid;
+use super::sigmoid::sigmoid_slice;
 use super::simd::{simd_dispatch, Simd};
 use crate::cpu::CpuLevel;
 use crate::tensor::{AlignedVec, Layout, Tensor};
@@ -94,11 +96,6 @@ pub fn corners(rule: BorderRule, h: f32, w: f32, hh: usize, ww: usize) -> Corner
             }
         }
     }
-}
-
-#[inline]
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// A deformable convolution prepared for one CPU level.
@@ -201,7 +198,7 @@ impl DeformConv2d {
         let chunk = chunk_len(k);
         let chunks = yl.w.div_ceil(chunk);
         (0..yl.h * chunks).into_par_iter().for_each_init(
-            || Scratch::new(chunk, k, s.cin, self.groups * s.kh * s.kw),
+            || Scratch::new(chunk, k, s.cin, self.groups * s.kh * s.kw, self.modulated),
             |sc, item| {
                 let (xp, op, yp, rp) = (xp, op, yp, rp);
                 let (oy, x0) = (item % yl.h, (item / yl.h) * chunk);
@@ -262,27 +259,29 @@ struct Scratch {
     col: AlignedVec,
     /// `cin` zeros: the source of out-of-image corners.
     zeros: Vec<f32>,
-    /// Per sample `g·K + t`: row before the offset, kernel column, mask, top-left corner (row -1
-    /// where a corner lies outside, which takes the border-rule path) and bilinear weights.
+    /// Per sample `g·K + t`: row before the offset, kernel column, top-left corner (row -1
+    /// where a corner lies outside, which takes the border-rule path) and bilinear weights (times
+    /// the mask).
     hb: Vec<f32>,
     kx: Vec<i32>,
-    mask: Vec<f32>,
     iy: Vec<i32>,
     ix: Vec<i32>,
     wts: Vec<[f32; 4]>,
+    /// The masks of the item's pixels, `j·samples + si` (ones for an unmodulated layer).
+    mask: Vec<f32>,
 }
 
 impl Scratch {
-    fn new(chunk: usize, k: usize, cin: usize, samples: usize) -> Self {
+    fn new(chunk: usize, k: usize, cin: usize, samples: usize, modulated: bool) -> Self {
         Scratch {
             col: AlignedVec::zeros(chunk * k),
             zeros: vec![0.0; cin],
             hb: vec![0.0; samples],
             kx: vec![0; samples],
-            mask: vec![0.0; samples],
             iy: vec![0; samples],
             ix: vec![0; samples],
             wts: vec![[0.0; 4]; samples],
+            mask: vec![1.0; if modulated { chunk * samples } else { samples }],
         }
     }
 }
@@ -347,17 +346,34 @@ unsafe fn fill_chunk_simd<S: Simd>(
         sc.kx[si] = (t % kw) as i32;
     }
     let padf = sp.pad as f32;
+    if d.modulated {
+        // All the item's masks first, fetching the offsets and logits of the pixel
+        // `MASK_PREFETCH` ahead: the map was just written by the offset convolution and has left
+        // the caches (50 MB for EDVR at 320x180), and the hardware prefetcher alone left this
+        // loop waiting on memory (DCNv2 at 320x180 on one thread: 106 -> 92 ms with the prefetch,
+        // distances 4 to 6 equally good, 10 worse).
+        for j in 0..n {
+            let o = off.offset(ol.offset(oy as isize, (x0 + j) as isize));
+            if j + MASK_PREFETCH < n {
+                prefetch_floats(
+                    s,
+                    off.offset(ol.offset(oy as isize, (x0 + j + MASK_PREFETCH) as isize)),
+                    3 * gk,
+                );
+            }
+            sigmoid_slice(s, o.add(mask_base), sc.mask.as_mut_ptr().add(j * gk), gk);
+        }
+    }
     for j in 0..n {
         let ox = x0 + j;
         let o = off.offset(ol.offset(oy as isize, ox as isize));
         let row = col.add(j * k);
-        if d.modulated {
-            sigmoid_into(std::slice::from_raw_parts(o.add(mask_base), gk), &mut sc.mask[..gk]);
-        }
+        let mask = if d.modulated { j * gk } else { 0 };
         plan(
             std::slice::from_raw_parts(o, 2 * gk),
             &sc.hb[..gk],
             &sc.kx[..gk],
+            &sc.mask[mask..mask + gk],
             (ox * sp.stride) as i32,
             padf,
             hf,
@@ -366,15 +382,28 @@ unsafe fn fill_chunk_simd<S: Simd>(
             &mut sc.ix[..gk],
             &mut sc.wts[..gk],
         );
-        let px =
-            Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc: &*sc, o, ox: (ox * sp.stride) as i32, padf };
-        match (d.modulated, cpg == S::LANES) {
-            (false, true) => pixel_blends::<S, false, true>(s, d, xl, &px),
-            (false, false) => pixel_blends::<S, false, false>(s, d, xl, &px),
-            (true, true) => pixel_blends::<S, true, true>(s, d, xl, &px),
-            (true, false) => pixel_blends::<S, true, false>(s, d, xl, &px),
+        let ox = (ox * sp.stride) as i32;
+        let px = Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc: &*sc, mask, o, ox, padf };
+        if cpg == S::LANES {
+            pixel_blends::<S, true>(s, d, xl, &px);
+        } else {
+            pixel_blends::<S, false>(s, d, xl, &px);
         }
     }
+}
+
+/// Pixels ahead whose offset record the mask loop of [`fill_chunk_simd`] prefetches.
+const MASK_PREFETCH: usize = 4;
+
+/// Prefetch the cache lines of `n > 0` floats from `p`.
+#[inline(always)]
+fn prefetch_floats<S: Simd>(s: S, p: *const f32, n: usize) {
+    let mut c = 0;
+    while c < n {
+        s.prefetch(p.wrapping_add(c));
+        c += 16;
+    }
+    s.prefetch(p.wrapping_add(n - 1));
 }
 
 /// What the channel blends of one output pixel read: the planned samples in `sc`, the input
@@ -389,34 +418,32 @@ struct Pixel<'a> {
     taps: usize,
     zeros: *const f32,
     sc: &'a Scratch,
+    /// Where the pixel's masks start in `sc.mask`.
+    mask: usize,
     o: *const f32,
     ox: i32,
     padf: f32,
 }
 
-/// The channel blends of one pixel's samples, monomorphised on masking and on groups of exactly
-/// one vector (64 channels in 8 groups on AVX2): the per-sample work is then a handful of
-/// instructions, where the general loop spent more on bookkeeping than on the four loads.
+/// The channel blends of one pixel's samples, monomorphised on groups of exactly one vector (64
+/// channels in 8 groups on AVX2): the per-sample work is then a handful of instructions, where the
+/// general loop spent more on bookkeeping than on the four loads. Inside the image the mask is
+/// already in the weights; the border path applies it after the blend.
 ///
 /// # Safety
 /// As [`fill_chunk_simd`], for the pixel that `px` describes after [`plan`] filled `px.sc`.
 #[inline(always)]
-unsafe fn pixel_blends<S: Simd, const MASK: bool, const ONE_VEC: bool>(
-    s: S,
-    d: &DeformConv2d,
-    xl: &Layout,
-    px: &Pixel,
-) {
-    let Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc, o, ox, padf } = *px;
-    let (iy, ix, wts, mask, hb, kx) =
-        (sc.iy.as_ptr(), sc.ix.as_ptr(), sc.wts.as_ptr(), sc.mask.as_ptr(), sc.hb.as_ptr(), sc.kx.as_ptr());
+unsafe fn pixel_blends<S: Simd, const ONE_VEC: bool>(s: S, d: &DeformConv2d, xl: &Layout, px: &Pixel) {
+    let Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc, mask, o, ox, padf } = *px;
+    let (iy, ix, wts, hb, kx) =
+        (sc.iy.as_ptr(), sc.ix.as_ptr(), sc.wts.as_ptr(), sc.hb.as_ptr(), sc.kx.as_ptr());
+    let mask = sc.mask.as_ptr().add(mask);
     let rule = d.rule;
     for g in 0..d.groups {
         let xg = x.add(g * cpg);
         let dg = row.add(g * cpg);
         for t in 0..taps {
             let si = g * taps + t;
-            let m = if MASK { Some(*mask.add(si)) } else { None };
             let dst = dg.add(t * cin);
             let y0 = *iy.add(si);
             if y0 >= 0 {
@@ -425,9 +452,9 @@ unsafe fn pixel_blends<S: Simd, const MASK: bool, const ONE_VEC: bool>(
                 let p = xg.add(y0 as usize * rs + *ix.add(si) as usize * cs);
                 let ps = [p, p.add(cs), p.add(rs), p.add(rs + cs)];
                 if ONE_VEC {
-                    blend_vec(s, dst, ps, *wts.add(si), m);
+                    blend_vec(s, dst, ps, *wts.add(si));
                 } else {
-                    blend(s, dst, ps, *wts.add(si), m, cpg);
+                    blend(s, dst, ps, *wts.add(si), None, cpg);
                 }
             } else {
                 let h = *hb.add(si) + *o.add(2 * si);
@@ -437,6 +464,7 @@ unsafe fn pixel_blends<S: Simd, const MASK: bool, const ONE_VEC: bool>(
                     Some((yy, xx)) => xg.add(yy * rs + xx * cs),
                     None => zeros,
                 });
+                let m = if d.modulated { Some(*mask.add(si)) } else { None };
                 blend(s, dst, ps, cr.w, m, cpg);
             }
         }
@@ -446,14 +474,15 @@ unsafe fn pixel_blends<S: Simd, const MASK: bool, const ONE_VEC: bool>(
 /// Sample positions of one pixel: sample `i` at row `hb[i] + off[2i]`, column
 /// `(ox + kx[i]) - pad + off[2i + 1]` (the arithmetic of `corners`' callers). Where all four
 /// bilinear corners lie inside the `hf x wf` image, `iy[i]`/`ix[i]` get the top-left corner and
-/// `wts[i]` the weights (in `corners`' order and arithmetic); elsewhere `iy[i] = -1`. Branch-free
-/// so that it vectorises.
+/// `wts[i]` the weights times `mask[i]` (in `corners`' order and arithmetic, with the mask in the
+/// row factors); elsewhere `iy[i] = -1`. Branch-free so that it vectorises.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn plan(
     off: &[f32],
     hb: &[f32],
     kx: &[i32],
+    mask: &[f32],
     ox: i32,
     pad: f32,
     hf: f32,
@@ -463,14 +492,16 @@ fn plan(
     wts: &mut [[f32; 4]],
 ) {
     let n = iy.len();
-    let (off, hb, kx, ix, wts) = (&off[..2 * n], &hb[..n], &kx[..n], &mut ix[..n], &mut wts[..n]);
+    let (off, hb, kx, mask) = (&off[..2 * n], &hb[..n], &kx[..n], &mask[..n]);
+    let (ix, wts) = (&mut ix[..n], &mut wts[..n]);
     for i in 0..n {
         let h = hb[i] + off[2 * i];
         let w = (ox + kx[i]) as f32 - pad + off[2 * i + 1];
         let (hl, wl) = (h.floor(), w.floor());
         let inside = (hl >= 0.0) & (hl + 1.0 < hf) & (wl >= 0.0) & (wl + 1.0 < wf);
         let (lh, lw) = (h - hl, w - wl);
-        let (hh, hw) = (1.0 - lh, 1.0 - lw);
+        // The mask joins the row weights (exact for an unmodulated layer's ones).
+        let (hh, lh, hw) = ((1.0 - lh) * mask[i], lh * mask[i], 1.0 - lw);
         wts[i] = [hh * hw, hh * lw, lh * hw, lh * lw];
         // Positions outside (NaN included: its comparisons are false) become -1 and 0 before the
         // conversion, so every converted value is a small integer and the conversion can be the
@@ -484,37 +515,15 @@ fn plan(
     }
 }
 
-/// `out[i] = sigmoid(logits[i])`, eight at a time: the scalar `exp` per sample was a third of a
-/// modulated deformable convolution's im2col. Within a few ulps of [`sigmoid`].
+/// [`blend`] of exactly one vector, without a mask.
 #[inline(always)]
-fn sigmoid_into(logits: &[f32], out: &mut [f32]) {
-    use wide::f32x8;
-    #[inline(always)]
-    fn sig(v: f32x8) -> f32x8 {
-        let one = f32x8::splat(1.0);
-        one / (one + (-v).exp())
-    }
-    let mut chunks = out.chunks_exact_mut(8);
-    for (o, l) in (&mut chunks).zip(logits.chunks_exact(8)) {
-        o.copy_from_slice(&sig(f32x8::from(<[f32; 8]>::try_from(l).expect("8 logits"))).to_array());
-    }
-    let rest = chunks.into_remainder();
-    if !rest.is_empty() {
-        let mut l = [0.0f32; 8];
-        l[..rest.len()].copy_from_slice(&logits[logits.len() - rest.len()..]);
-        rest.copy_from_slice(&sig(f32x8::from(l)).to_array()[..rest.len()]);
-    }
-}
-
-/// [`blend`] of exactly one vector.
-#[inline(always)]
-unsafe fn blend_vec<S: Simd>(s: S, dst: *mut f32, p: [*const f32; 4], w: [f32; 4], m: Option<f32>) {
+unsafe fn blend_vec<S: Simd>(s: S, dst: *mut f32, p: [*const f32; 4], w: [f32; 4]) {
     let v = p.map(|q| s.load(q));
     let acc = s.add(
         s.add(s.add(s.mul(s.splat(w[0]), v[0]), s.mul(s.splat(w[1]), v[1])), s.mul(s.splat(w[2]), v[2])),
         s.mul(s.splat(w[3]), v[3]),
     );
-    s.store(dst, m.map_or(acc, |m| s.mul(s.splat(m), acc)));
+    s.store(dst, acc);
 }
 
 /// `dst[c] = m · (w0·p0[c] + w1·p1[c] + w2·p2[c] + w3·p3[c])` for `c < len`, summed left to right
@@ -700,23 +709,6 @@ mod tests {
                         check(ConvSpec::same(cin, 5, 3), h, w, groups, modulated, rule, 4.0);
                     }
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn vector_sigmoid_matches_the_scalar_one() {
-        for n in [1usize, 5, 8, 13, 72] {
-            let mut logits = rand_vec(n, n as u64, 12.0);
-            logits[0] = if n % 2 == 0 { 120.0 } else { -120.0 };
-            let mut got = vec![0.0f32; n];
-            sigmoid_into(&logits, &mut got);
-            for (l, g) in logits.iter().zip(&got) {
-                let want = sigmoid(*l);
-                assert!(
-                    (g - want).abs() <= 2.0 * f32::EPSILON * want.max(1e-30),
-                    "sigmoid({l}) = {g}, want {want}"
-                );
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod resize;
 pub mod sample;
 pub mod se;
 pub mod shuffle;
+pub mod sigmoid;
 pub mod simd;
 #[cfg(test)]
 pub(crate) mod testutil;

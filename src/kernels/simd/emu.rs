@@ -53,6 +53,15 @@ unsafe impl<const N: usize> Simd for Emu<N> {
     fn min(self, a: [f32; N], b: [f32; N]) -> [f32; N] {
         core::array::from_fn(|i| a[i].min(b[i]))
     }
+    fn sub(self, a: [f32; N], b: [f32; N]) -> [f32; N] {
+        core::array::from_fn(|i| a[i] - b[i])
+    }
+    fn div(self, a: [f32; N], b: [f32; N]) -> [f32; N] {
+        core::array::from_fn(|i| a[i] / b[i])
+    }
+    fn pow2i(self, n: [f32; N]) -> [f32; N] {
+        n.map(super::portable::pow2i)
+    }
 }
 
 // SAFETY: plain Rust.

@@ -45,6 +45,18 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
     fn max(self, a: Self::V, b: Self::V) -> Self::V;
     fn min(self, a: Self::V, b: Self::V) -> Self::V;
+    fn sub(self, a: Self::V, b: Self::V) -> Self::V;
+    /// IEEE division (correctly rounded on every level).
+    fn div(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `2^n` for lanes holding an integral `n` in `-126..=127`, built in the exponent field (exact).
+    /// Other values give unspecified lanes, never undefined behaviour.
+    fn pow2i(self, n: Self::V) -> Self::V;
+    /// Hint that the cache line holding `p` will be read soon (into L1). No effect on results; a
+    /// no-op where the level has no prefetch instruction. Any address is allowed.
+    #[inline(always)]
+    fn prefetch(self, p: *const f32) {
+        let _ = p;
+    }
     /// Transpose a `LANES`x`LANES` block: row `r` (`LANES` floats at `src + r·ss`) becomes
     /// column `r` of the rows at `dst + c·ds`. Pure data movement. This default is the scalar
     /// reference; levels with shuffles override it.

@@ -58,4 +58,23 @@ unsafe impl Simd for Portable {
     fn min(self, a: f32x8, b: f32x8) -> f32x8 {
         a.min(b)
     }
+    #[inline(always)]
+    fn sub(self, a: f32x8, b: f32x8) -> f32x8 {
+        a - b
+    }
+    #[inline(always)]
+    fn div(self, a: f32x8, b: f32x8) -> f32x8 {
+        a / b
+    }
+    #[inline(always)]
+    fn pow2i(self, n: f32x8) -> f32x8 {
+        f32x8::from(n.to_array().map(pow2i))
+    }
+}
+
+/// `2^n` for integral `n` in `-126..=127` (the scalar [`Simd::pow2i`]); `as` saturates, so other
+/// values give some float and never overflow the shift.
+#[inline(always)]
+pub(crate) fn pow2i(n: f32) -> f32 {
+    f32::from_bits(((n as i32).wrapping_add(127) as u32) << 23)
 }
