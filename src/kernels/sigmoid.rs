@@ -69,13 +69,32 @@ pub fn sigmoid_v<S: Simd>(s: S, x: S::V) -> S::V {
 /// `src` valid for `n` reads and `dst` for `n` writes.
 #[inline(always)]
 pub unsafe fn sigmoid_slice<S: Simd>(s: S, src: *const f32, dst: *mut f32, n: usize) {
+    map_slice::<S, true>(s, src, dst, n)
+}
+
+/// `dst[i] = f(src[i])` for `i < n`, `f` the sigmoid (`SIG`) or `exp`: a const parameter rather
+/// than a closure, which would not be compiled with the caller's target features.
+///
+/// # Safety
+/// As [`sigmoid_slice`].
+#[inline(always)]
+unsafe fn map_slice<S: Simd, const SIG: bool>(s: S, src: *const f32, dst: *mut f32, n: usize) {
     let mut i = 0;
     while i + S::LANES <= n {
-        s.store(dst.add(i), sigmoid_v(s, s.load(src.add(i))));
+        s.store(dst.add(i), apply::<S, SIG>(s, s.load(src.add(i))));
         i += S::LANES;
     }
     if i < n {
-        s.store_part(dst.add(i), sigmoid_v(s, s.load_part(src.add(i), n - i)), n - i);
+        s.store_part(dst.add(i), apply::<S, SIG>(s, s.load_part(src.add(i), n - i)), n - i);
+    }
+}
+
+#[inline(always)]
+fn apply<S: Simd, const SIG: bool>(s: S, v: S::V) -> S::V {
+    if SIG {
+        sigmoid_v(s, v)
+    } else {
+        exp_v(s, v)
     }
 }
 
@@ -89,14 +108,7 @@ mod tests {
 
     #[inline(always)]
     unsafe fn both_body<S: Simd>(s: S, x: *const f32, e: *mut f32, sg: *mut f32, n: usize) {
-        let mut i = 0;
-        while i + S::LANES <= n {
-            s.store(e.add(i), exp_v(s, s.load(x.add(i))));
-            i += S::LANES;
-        }
-        if i < n {
-            s.store_part(e.add(i), exp_v(s, s.load_part(x.add(i), n - i)), n - i);
-        }
+        map_slice::<S, false>(s, x, e, n);
         sigmoid_slice(s, x, sg, n);
     }
 
