@@ -198,4 +198,19 @@ mod tests {
         assert!(sigmoid(f32::NEG_INFINITY) < 2e-38);
         assert_eq!(exp(0.0), 1.0);
     }
+
+    #[test]
+    fn nan_logits_neither_panic_nor_leave_the_unit_interval() {
+        // A corrupt checkpoint can put NaN into a mask logit: levels may differ on it (x86 `max`
+        // drops the NaN, NEON keeps it), but none may panic or produce a value outside [0, 1].
+        let x = [f32::NAN, -f32::NAN, 1.0, f32::NAN, 0.5, f32::NAN, 2.0, 3.0, f32::NAN];
+        let ok = |v: f32| v.is_nan() || (0.0..=1.0).contains(&v);
+        assert!(ok(sigmoid(f32::NAN)));
+        for level in CpuLevel::supported() {
+            let (mut e, mut sg) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+            // SAFETY: buffers of `x.len()` floats each.
+            unsafe { both(level, x.as_ptr(), e.as_mut_ptr(), sg.as_mut_ptr(), x.len()) };
+            assert!(sg.iter().all(|v| ok(*v)), "{level}: {sg:?}");
+        }
+    }
 }
