@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use superres::io::image::{ImageView, Samples, SamplesRef};
 use superres::models::{ConvAlgo, Model, OpenOptions};
-use superres::pipeline::{AlphaMode, UpscaleOptions, Upscaler};
+use superres::pipeline::{AlphaMode, Schedule, Staging, UpscaleOptions, Upscaler};
 use superres::CpuLevel;
 
 fn fixture_model(ckpt: &str, params: &[(&str, &str)]) -> Model {
@@ -75,6 +75,84 @@ fn tiled_output_equals_untiled_output() {
             );
         }
     }
+}
+
+#[test]
+fn two_stage_tiles_equal_the_whole_image() {
+    // Networks with a body at the input's resolution and an upscaling tail; the tail reads only
+    // the body's output, so both stages tile apart.
+    let mut models = [
+        (fixture_model("edsr_basicsr_x4.pth", &[]), None),
+        (fixture_model("mdsr.pt", &[]), Some(3)),
+        (fixture_model("rrdb_x4.pth", &[]), None),
+        (fixture_model("rdn_x3_shuffle.keras.safetensors", &[]), None),
+        (fixture_model("rrdn_x4.keras.safetensors", &[]), None),
+    ];
+    let (w, h) = (37, 29);
+    let px = noise_u16(w * h * 3, 21);
+    let img = ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U16(&px) };
+    let rgba = noise_u16(w * h * 4, 22);
+    let img4 = ImageView { width: w as u32, height: h as u32, channels: 4, samples: SamplesRef::U16(&rgba) };
+    for (m, scale) in &mut models {
+        for algo in [ConvAlgo::Direct, ConvAlgo::Winograd] {
+            m.set_conv_algo(algo);
+            let plain = UpscaleOptions { staging: Staging::Off, ..UpscaleOptions::default() };
+            let whole = run(m, *scale, &img, plain.clone());
+            let whole4 = run(m, *scale, &img4, UpscaleOptions { alpha: AlphaMode::Model, ..plain });
+            // Body tiles (0: the whole image) and tail tiles of several sizes, down to one pixel.
+            for (tile, tail) in [(0, 5), (7, 3), (13, 16), (16, 1), (9, 40)] {
+                let opts =
+                    UpscaleOptions { tile, staging: Staging::TailTile(tail), ..UpscaleOptions::default() };
+                let up = Upscaler::new(m.build(CpuLevel::effective(), *scale).unwrap(), opts.clone());
+                assert!(
+                    matches!(up.schedule(h, w), Schedule::Staged(_)),
+                    "{}: expected a staged schedule, got {:?}",
+                    m.arch(),
+                    up.schedule(h, w)
+                );
+                let staged = run(m, *scale, &img, opts.clone());
+                let what = format!("{} ({algo}), body tile {tile}, tail tile {tail}", m.arch());
+                if algo == ConvAlgo::Winograd {
+                    let d = max_code_diff(&staged, &whole);
+                    assert!(d <= 1, "{what}: differs by {d} codes");
+                } else {
+                    assert!(staged == whole, "{what}: differs from the whole-image result");
+                }
+                if tail == 3 && algo == ConvAlgo::Direct {
+                    let staged4 = run(m, *scale, &img4, UpscaleOptions { alpha: AlphaMode::Model, ..opts });
+                    assert!(staged4 == whole4, "{what}: RGBA with a model-upscaled alpha differs");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_stage_is_chosen_where_it_recomputes_less() {
+    let m = fixture_model("edsr_basicsr_x4.pth", &[]);
+    let (h, w) = (300, 400);
+    let up = |staging, budget| {
+        let net = m.build(CpuLevel::effective(), None).unwrap();
+        Upscaler::new(net, UpscaleOptions { max_working_bytes: budget, staging, ..UpscaleOptions::default() })
+    };
+    let budget = 3 << 20;
+    let (auto, off) = (up(Staging::Auto, budget), up(Staging::Off, budget));
+    assert!(matches!(off.schedule(h, w), Schedule::Tiles(t) if t > 0));
+    let Schedule::Staged(st) = auto.schedule(h, w) else {
+        panic!("expected two stages: {:?}", auto.schedule(h, w))
+    };
+    assert!(st.body > 0 && st.tail > 0, "{st:?}");
+    assert!(auto.working_bytes(h, w) <= budget, "{} > {budget}", auto.working_bytes(h, w));
+    let whole = m.build(CpuLevel::effective(), None).unwrap().graph().macs(h, w);
+    let (a, o) = (auto.macs(h, w), off.macs(h, w));
+    assert!(a < o && a >= whole, "staged {a} MACs, whole-network tiles {o}, untiled {whole}");
+    // An image that fits runs whole, in one stage.
+    assert_eq!(auto.schedule(20, 20), Schedule::Tiles(0));
+    // A model without an upscaling tail of its own (SRVGG adds the image back at the end).
+    let srvgg = fixture_model("srvgg_x4.pth", &[]);
+    let net = srvgg.build(CpuLevel::effective(), None).unwrap();
+    let up = Upscaler::new(net, UpscaleOptions { max_working_bytes: 1 << 20, ..UpscaleOptions::default() });
+    assert!(matches!(up.schedule(h, w), Schedule::Tiles(_)));
 }
 
 fn max_code_diff(a: &Samples, b: &Samples) -> i32 {

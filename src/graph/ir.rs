@@ -746,6 +746,21 @@ impl Graph {
     pub fn scale(&self) -> usize {
         self.geometry().map_or(1, |g| g.scale)
     }
+
+    /// The graph cut after node `last` into the nodes up to it, whose output is the root `at`,
+    /// and the rest, whose input is `at` (see [`crate::graph::split`] for when that is valid).
+    /// Both keep the value numbering; values a part does not touch stay unused in it.
+    pub(crate) fn cut_after(&self, last: usize, at: ValueId) -> (Graph, Graph) {
+        assert!(last + 1 < self.nodes.len() && self.views[at].is_none());
+        let mut head = self.clone();
+        head.nodes.truncate(last + 1);
+        head.output = at;
+        head.declared_outputs = vec![at];
+        let mut tail = self.clone();
+        tail.nodes.drain(..=last);
+        tail.inputs = vec![at];
+        (head, tail)
+    }
 }
 
 fn gcd(a: usize, b: usize) -> usize {

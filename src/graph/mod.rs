@@ -6,6 +6,7 @@ pub mod exec;
 pub mod ir;
 pub mod plan;
 pub mod profile;
+pub mod split;
 
 pub use exec::Arena;
 pub use ir::{Graph, Node, ShuffleOrder, ValueId};

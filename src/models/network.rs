@@ -213,6 +213,27 @@ impl Network {
         ))
     }
 
+    /// The network as a body that keeps the input's resolution and an upscaling tail
+    /// ([`crate::graph::split`]), or `None` where it does not split that way (pre-padding,
+    /// alignment, global pooling, a skip from the image to the output). The body takes the
+    /// image (this network's input map and edge mode) and gives features; the tail takes the
+    /// features and gives the output (this network's output map).
+    pub fn split_tail(&self) -> Option<(Network, Network)> {
+        if self.margin != 0 || self.align != 1 || !self.is_local() {
+            return None;
+        }
+        let cut = crate::graph::split::tail_cut(&self.graph)?;
+        let (head, tail) = crate::graph::split::split(&self.graph, cut);
+        let c = head.channels(cut.at);
+        let identity = vec![(1.0, 0.0); c];
+        let body =
+            Network::new(head, 1, self.level, self.in_affine.clone(), identity.clone(), self.edge).ok()?;
+        let tail =
+            Network::new(tail, self.scale, self.level, identity, self.out_affine.clone(), self.edge).ok()?;
+        let plain = |n: &Network| n.margin == 0 && n.align == 1;
+        (plain(&body) && plain(&tail)).then_some((body, tail))
+    }
+
     /// Run with caller-supplied input filling and output reading (network value range; apply
     /// [`Network::input_affine`] / [`Network::output_affine`] yourself).
     pub fn run_with<R>(

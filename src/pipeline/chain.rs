@@ -58,6 +58,24 @@ impl Chain {
     }
 
     /// Run every stage, then resample if asked; `progress(done, total)` counts tiles of all stages.
+    /// How many times the multiply-accumulates of an untiled run a `w x h` image costs with the
+    /// stages' tiling (the context tiles recompute), over all stages.
+    pub fn recompute_factor(&self, w: u32, h: u32) -> f64 {
+        let (mut tiled, mut whole) = (0u64, 0u64);
+        let (mut w, mut h) = (w as usize, h as usize);
+        for st in &self.stages {
+            tiled = tiled.saturating_add(st.macs(h, w));
+            whole = whole.saturating_add(st.network().graph().macs(h, w));
+            let s = st.network().scale();
+            (w, h) = (w * s, h * s);
+        }
+        if whole == 0 {
+            1.0
+        } else {
+            tiled as f64 / whole as f64
+        }
+    }
+
     pub fn upscale_with_progress(
         &mut self,
         img: &ImageView,

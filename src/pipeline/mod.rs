@@ -5,11 +5,13 @@ pub mod batch;
 pub mod cancel;
 pub mod chain;
 pub mod shard;
+pub mod staged;
 pub mod tile;
 pub mod tta;
 pub mod upscale;
 pub mod video;
 
 pub use chain::Chain;
+pub use staged::StagedTiles;
 pub use tta::{Dihedral, Ensemble};
-pub use upscale::{AlphaMode, OutputImage, UpscaleOptions, Upscaler};
+pub use upscale::{AlphaMode, OutputImage, Schedule, Staging, UpscaleOptions, Upscaler};

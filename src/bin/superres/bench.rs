@@ -1,5 +1,7 @@
 //! `superres bench`: time a model on a synthetic input, the way the anchor tools are timed
-//! (whole input, no tiling), for side-by-side comparisons and for estimating a job's duration.
+//! (whole input, no tiling), for side-by-side comparisons and for estimating a job's duration;
+//! with `--tiled`, through the tiling pipeline of `upscale` (8-bit samples in and out), for
+//! measuring how the time grows with the image.
 
 use crate::{cpu_level, ModelArgs};
 use clap::Args;
@@ -27,6 +29,19 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Image models: run as `upscale` does, tile by tile under `--max-mem` (or `--tile`), on an
+    /// 8-bit RGB image, conversions included.
+    #[arg(long)]
+    pub tiled: bool,
+    /// With --tiled: tile edge in input pixels (0: chosen from --max-mem).
+    #[arg(short = 't', long, default_value_t = 0, value_name = "N", requires = "tiled")]
+    pub tile: usize,
+    /// With --tiled: activation memory budget for the automatic tile size, in MiB.
+    #[arg(long, default_value_t = superres::pipeline::upscale::DEFAULT_MAX_WORKING_BYTES >> 20, value_name = "MIB", requires = "tiled")]
+    pub max_mem: usize,
+    /// With --tiled: two-stage tiling, as `upscale --two-stage`.
+    #[arg(long, default_value = "auto", value_name = "auto|off|N", value_parser = crate::parse_staging, requires = "tiled")]
+    pub two_stage: superres::pipeline::Staging,
     /// Time every layer of the timed runs and print where the time goes (to stderr), per
     /// operation and shape, with GFLOP/s for the convolutions. The timer adds a little overhead.
     #[arg(long)]
@@ -92,6 +107,35 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         out["times_s"] = single.into();
         out["stream_per_frame_median_s"] = median(stream.clone()).into();
         out["stream_times_s"] = stream.into();
+    } else if a.tiled {
+        use superres::io::image::{ImageView, SamplesRef};
+        use superres::pipeline::upscale::{UpscaleOptions, Upscaler};
+        let net = model.build(level, a.model.scale)?;
+        let gmac = net.graph().macs(h, w) as f64 / 1e9;
+        let opts = UpscaleOptions {
+            tile: a.tile,
+            max_working_bytes: a.max_mem.saturating_mul(1 << 20),
+            staging: a.two_stage,
+            ..UpscaleOptions::default()
+        };
+        let mut up = Upscaler::new(net, opts);
+        let (schedule, tiles) = (up.schedule(h, w), up.tiles_for(h, w));
+        let work = (up.macs(h, w) as f64 / 1e9, up.working_bytes(h, w) as f64 / 1048576.0);
+        let samples: Vec<u8> = frame.iter().map(|&v| (v * 255.0).round() as u8).collect();
+        let img =
+            ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U8(&samples) };
+        let times = time(a.reps, a.warmup, || up.upscale(&img).map(|_| ()))?;
+        print_profile(a.profile, "one image, tiled", a.reps);
+        let med = median(times.clone());
+        out["schedule"] = format!("{schedule:?}").into();
+        out["tiled_gmac"] = work.0.into();
+        out["working_mib"] = work.1.into();
+        out["tiles"] = tiles.into();
+        out["gmac"] = gmac.into();
+        out["gflops"] = (2.0 * gmac / med).into();
+        out["us_per_input_pixel"] = (med * 1e6 / (w * h) as f64).into();
+        out["median_s"] = med.into();
+        out["times_s"] = times.into();
     } else {
         let net = model.build(level, a.model.scale)?;
         let times = time(a.reps, a.warmup, || net.run_hwc(&frame, h, w, &mut arena).map(|_| ()))?;
@@ -114,6 +158,16 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                 "{:.1} GMAC -> {:.1} GFLOP/s",
                 out["gmac"].as_f64().unwrap_or(0.0),
                 g.as_f64().unwrap_or(0.0)
+            );
+        }
+        if let Some(t) = out.get("tiles") {
+            println!(
+                "tiled: {} tile(s), {}, {:.1} GMAC with the overlaps, {:.1} MiB working memory, {:.3} us per input pixel",
+                t,
+                out["schedule"].as_str().unwrap_or(""),
+                out["tiled_gmac"].as_f64().unwrap_or(0.0),
+                out["working_mib"].as_f64().unwrap_or(0.0),
+                out["us_per_input_pixel"].as_f64().unwrap_or(0.0)
             );
         }
         if let Some(s) = out.get("stream_per_frame_median_s") {

@@ -187,6 +187,19 @@ impl ModelArgs {
     }
 }
 
+/// `--two-stage auto|off|N`.
+pub fn parse_staging(s: &str) -> std::result::Result<superres::pipeline::Staging, String> {
+    use superres::pipeline::Staging;
+    match s {
+        "auto" => Ok(Staging::Auto),
+        "off" => Ok(Staging::Off),
+        n => match n.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Staging::TailTile(n)),
+            _ => Err(format!("expected auto, off or a tail tile edge in pixels, not {n:?}")),
+        },
+    }
+}
+
 /// The CPU level, lowered by `SUPERRES_CPU`; a bad value is reported, not fatal.
 pub fn cpu_level() -> CpuLevel {
     if let Some(Err(e)) = CpuLevel::env_override() {

@@ -30,6 +30,11 @@ pub struct UpscaleArgs {
     /// Context pixels around each tile (default: the model's receptive field, so tiling is exact).
     #[arg(long, value_name = "P")]
     pub tile_pad: Option<usize>,
+    /// Tiling of models with an upscaling tail (most x4 models): `auto` runs the body and the
+    /// tail as separate stages (big body tiles, small tail tiles; exact either way) where that
+    /// recomputes less under --max-mem, `off` never, a number N always, with N-pixel tail tiles.
+    #[arg(long, default_value = "auto", value_name = "auto|off|N", value_parser = crate::parse_staging)]
+    pub two_stage: superres::pipeline::Staging,
     /// Activation memory budget for automatic tiling, in MiB (the default keeps a 1080p x4 run
     /// under 256 MiB in all).
     #[arg(long, default_value_t = superres::pipeline::upscale::DEFAULT_MAX_WORKING_BYTES >> 20, value_name = "MIB")]
@@ -105,6 +110,7 @@ pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
         alpha: if a.alpha == "model" { AlphaMode::Model } else { AlphaMode::Bicubic },
         depth: a.depth.as_deref().map(|d| d.parse().expect("validated by clap")),
         tta: a.tta.ensemble()?,
+        staging: a.two_stage,
     };
     // Catch format/depth/quality combinations that can never work before any image is read.
     for j in &jobs {
@@ -188,6 +194,7 @@ fn process(
     let (ow, oh) = up.output_size(decoded.width, decoded.height);
     eo.check(ow, oh, decoded.channels, depth)?;
     let name = job.source.display();
+    warn_recompute(up, &name, decoded.width, decoded.height);
     let start = Instant::now();
     let out = up.upscale_with_progress(&decoded.view(), &mut |d, t| progress.tiles(&name, d, t, start))?;
     match &job.sink {
@@ -203,5 +210,20 @@ fn process(
             let mut so = std::io::stdout().lock();
             so.write_all(&buf).and_then(|_| so.flush()).map_err(|e| Error::io("<stdout>", e))
         }
+    }
+}
+
+/// Say so (once per run) when exact tiling under the memory budget recomputes a lot: a model
+/// with a very wide receptive field (RRDBNet's is 349 pixels) on a large image.
+fn warn_recompute(up: &Chain, name: &str, w: u32, h: u32) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let f = up.recompute_factor(w, h);
+    if f > 4.0 && !WARNED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "warning: {name}: tiles that reproduce the untiled result exactly cost {f:.0}x the untiled \
+             compute under this --max-mem (each needs the model's whole receptive field as context); \
+             a larger --max-mem runs it faster, or --tile-pad P (approximate seams) cheaper"
+        );
     }
 }
