@@ -15,8 +15,8 @@ pub struct Cut {
     pub at: ValueId,
 }
 
-/// The last cut at which the graph still runs at its input's resolution with no pre-padding,
-/// and after which something changes the resolution; `None` for graphs with several inputs or
+/// A cut at which the graph still runs at its input's resolution with no pre-padding, after
+/// which something changes the resolution, through the narrowest such value; `None` for graphs with several inputs or
 /// outputs, graphs that read the input again later (a global skip from the image, as SRVGG's),
 /// and graphs whose cut value is a channel view.
 pub fn tail_cut(g: &Graph) -> Option<Cut> {
@@ -39,6 +39,7 @@ pub fn tail_cut(g: &Graph) -> Option<Cut> {
     }
     first_write[g.input()] = 0;
     let upscales_after = |i: usize| nodes[i + 1..].iter().any(|n| sizes[n.output()] != (PROBE, PROBE));
+    let mut cuts = Vec::new();
     for last in (0..nodes.len().saturating_sub(1)).rev() {
         let at = nodes[last].output();
         if g.view_of(at).is_some() || sizes[at] != (PROBE, PROBE) || !upscales_after(last) {
@@ -53,10 +54,13 @@ pub fn tail_cut(g: &Graph) -> Option<Cut> {
             .iter()
             .any(|n| root(n.output()) == at || n.inputs().iter().any(|&v| root(v) == at && v != at));
         if !crossing && !reuse {
-            return Some(Cut { last, at });
+            cuts.push(Cut { last, at });
         }
     }
-    None
+    // The narrowest value (the feature buffer holds it), latest first among equals (the smaller
+    // the tail's receptive field, the less its tiles overlap): after EDSR's body rather than
+    // after an unfused 64->256 convolution ahead of its pixel shuffle.
+    cuts.into_iter().min_by_key(|c| g.channels(c.at))
 }
 
 /// The graph cut at `cut` into the body (input to the cut value) and the tail (cut value to the
