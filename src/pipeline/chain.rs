@@ -61,10 +61,17 @@ impl Chain {
     /// How many times the multiply-accumulates of an untiled run a `w x h` image costs with the
     /// stages' tiling (the context tiles recompute), over all stages.
     pub fn recompute_factor(&self, w: u32, h: u32) -> f64 {
+        self.recompute_factor_under(w, h, None)
+    }
+
+    /// [`Chain::recompute_factor`] with every stage under a memory budget of `budget` bytes
+    /// (`None`: the stages' own).
+    pub fn recompute_factor_under(&self, w: u32, h: u32, budget: Option<usize>) -> f64 {
         let (mut tiled, mut whole) = (0u64, 0u64);
         let (mut w, mut h) = (w as usize, h as usize);
         for st in &self.stages {
-            tiled = tiled.saturating_add(st.macs(h, w));
+            let b = budget.unwrap_or(st.options().max_working_bytes);
+            tiled = tiled.saturating_add(st.macs_under(h, w, b));
             whole = whole.saturating_add(st.network().graph().macs(h, w));
             let s = st.network().scale();
             (w, h) = (w * s, h * s);

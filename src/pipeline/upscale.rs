@@ -151,7 +151,12 @@ impl Upscaler {
     /// How an `h x w` image is cut: whole-network tiles, or (see [`Staging`]) the body and the
     /// tail apart when that recomputes less context under the memory budget.
     pub fn schedule(&self, h: usize, w: usize) -> Schedule {
-        let single = self.tile_size(h, w);
+        self.schedule_under(h, w, self.opts.max_working_bytes)
+    }
+
+    /// [`Upscaler::schedule`] under a memory budget of `budget` bytes.
+    pub fn schedule_under(&self, h: usize, w: usize, budget: usize) -> Schedule {
+        let single = self.tile_size_under(h, w, budget);
         // A set tile pad asks for that context (approximate seams), which is what single-stage
         // tiles give.
         let Some(st) =
@@ -159,21 +164,13 @@ impl Upscaler {
         else {
             return Schedule::Tiles(single);
         };
-        let budget = self.opts.max_working_bytes;
         match self.opts.staging {
             Staging::Off => Schedule::Tiles(single),
             Staging::TailTile(n) => Schedule::Staged(st.tiles_for(h, w, budget, self.opts.tile, n.max(1))),
             Staging::Auto if single == 0 => Schedule::Tiles(0),
             Staging::Auto => {
                 let staged = st.tiles_for(h, w, budget, self.opts.tile, 0);
-                let whole: u64 = self
-                    .tiles(h, w)
-                    .iter()
-                    .map(|t| {
-                        let (ih, iw) = self.input_dims(t.padded_h(), t.padded_w());
-                        self.net.graph().macs(ih, iw)
-                    })
-                    .sum();
+                let whole = self.tiles_macs(&self.tiles_with(h, w, single));
                 // Within 5% of the compute, the staged run still wins on memory: its tiles
                 // keep to the budget where whole-network tiles that span the image cannot.
                 if st.macs(h, w, staged) <= whole + whole / 20 {
@@ -188,17 +185,26 @@ impl Upscaler {
     /// Multiply-accumulates an `h x w` image costs with its [`Schedule`], the context that tiles
     /// recompute included.
     pub fn macs(&self, h: usize, w: usize) -> u64 {
-        match (self.schedule(h, w), &self.staged) {
+        self.macs_under(h, w, self.opts.max_working_bytes)
+    }
+
+    /// [`Upscaler::macs`] under a memory budget of `budget` bytes.
+    pub fn macs_under(&self, h: usize, w: usize, budget: usize) -> u64 {
+        match (self.schedule_under(h, w, budget), &self.staged) {
             (Schedule::Staged(st), Some(s)) => s.macs(h, w, st),
-            _ => self
-                .tiles(h, w)
-                .iter()
-                .map(|t| {
-                    let (ih, iw) = self.input_dims(t.padded_h(), t.padded_w());
-                    self.net.graph().macs(ih, iw)
-                })
-                .sum(),
+            (Schedule::Staged(_), None) => unreachable!("a staged schedule needs a split network"),
+            (Schedule::Tiles(t), _) => self.tiles_macs(&self.tiles_with(h, w, t)),
         }
+    }
+
+    fn tiles_macs(&self, tiles: &[Tile]) -> u64 {
+        tiles
+            .iter()
+            .map(|t| {
+                let (ih, iw) = self.input_dims(t.padded_h(), t.padded_w());
+                self.net.graph().macs(ih, iw)
+            })
+            .sum()
     }
 
     pub fn network(&self) -> &Network {
@@ -221,7 +227,11 @@ impl Upscaler {
     }
 
     fn tiles(&self, h: usize, w: usize) -> Vec<Tile> {
-        tiles_aligned(h, w, self.tile_size(h, w), self.tile_pad(), self.net.align())
+        self.tiles_with(h, w, self.tile_size(h, w))
+    }
+
+    fn tiles_with(&self, h: usize, w: usize, tile: usize) -> Vec<Tile> {
+        tiles_aligned(h, w, tile, self.tile_pad(), self.net.align())
     }
 
     /// How many tiles an `h x w` image is cut into (before self-ensemble; body tiles of a staged
@@ -241,10 +251,13 @@ impl Upscaler {
 
     /// The owned tile edge used for an `h x w` image (0 = the whole image in one piece).
     pub fn tile_size(&self, h: usize, w: usize) -> usize {
+        self.tile_size_under(h, w, self.opts.max_working_bytes)
+    }
+
+    fn tile_size_under(&self, h: usize, w: usize, budget: usize) -> usize {
         if self.opts.tile > 0 {
             return self.opts.tile;
         }
-        let budget = self.opts.max_working_bytes;
         let bytes = |th: usize, tw: usize| self.tile_bytes(th, tw);
         if bytes(h, w) <= budget {
             return 0;

@@ -220,10 +220,18 @@ fn warn_recompute(up: &Chain, name: &str, w: u32, h: u32) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     let f = up.recompute_factor(w, h);
     if f > 4.0 && !WARNED.swap(true, Ordering::Relaxed) {
+        // The smallest budget (a power of two, up to 32 GiB) that brings it within 2x.
+        let hint = (8..=15)
+            .map(|p| 1usize << p)
+            .find(|&mib| up.recompute_factor_under(w, h, Some(mib << 20)) <= 2.0)
+            .map_or(String::new(), |mib| {
+                let g = up.recompute_factor_under(w, h, Some(mib << 20));
+                format!(" (--max-mem {mib} gives {g:.1}x)")
+            });
         eprintln!(
             "warning: {name}: tiles that reproduce the untiled result exactly cost {f:.0}x the untiled \
              compute under this --max-mem (each needs the model's whole receptive field as context); \
-             a larger --max-mem runs it faster, or --tile-pad P (approximate seams) cheaper"
+             a larger --max-mem runs it faster{hint}, or --tile-pad P (approximate seams) cheaper"
         );
     }
 }
