@@ -79,6 +79,41 @@ fn edsr_checkpoint_16bit_output_matches_pytorch() {
 }
 
 #[test]
+fn two_stage_tiles_give_the_same_file_and_bad_values_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let (model, input) = (fixture("edsr_basicsr_x2.pth"), fixture("edsr_basicsr_x2_png_input.png"));
+    let mut outs = Vec::new();
+    for (i, stage) in ["off", "3", "auto"].iter().enumerate() {
+        let out = d.path().join(format!("out{i}.png"));
+        let o = run(&[
+            "upscale",
+            "-m",
+            s(&model),
+            s(&input),
+            "-o",
+            s(&out),
+            "--depth",
+            "16",
+            "--conv",
+            "direct",
+            "--tile",
+            "5",
+            "--two-stage",
+            stage,
+        ]);
+        assert!(o.status.success(), "--two-stage {stage}: {}", stderr(&o));
+        outs.push(std::fs::read(&out).unwrap());
+    }
+    assert!(outs[1] == outs[0] && outs[2] == outs[0], "two-stage tiles changed the output file");
+    for bad in ["0", "fast"] {
+        let out = d.path().join("bad.png");
+        let o = run(&["upscale", "-m", s(&model), s(&input), "-o", s(&out), "--two-stage", bad]);
+        assert!(!o.status.success() && stderr(&o).contains("--two-stage"), "{bad}: {}", stderr(&o));
+        assert!(!out.exists());
+    }
+}
+
+#[test]
 fn default_model_upscales_the_sample_image() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("sample_x4.png");

@@ -8,7 +8,7 @@
 //! at up to 16 times the pixels), so under the same budget the body's tiles are several times
 //! larger and far less context is recomputed.
 
-use super::tile::{tiles, tiles_aligned, Tile};
+use super::tile::{largest_tile, tiles, tiles_aligned, Tile};
 use super::tta::Dihedral;
 use super::upscale::{fill_tile, read_tile, Edge, Route};
 use crate::error::Result;
@@ -92,27 +92,19 @@ impl Staged {
 
     /// The largest tiles under `budget` bytes (edges in multiples of 16), or the given ones.
     pub fn tiles_for(&self, h: usize, w: usize, budget: usize, body: usize, tail: usize) -> StagedTiles {
-        let largest = |fits: &dyn Fn(usize) -> bool, n: usize, min: usize| -> usize {
-            if fits(0) {
-                return 0;
-            }
-            let (mut lo, mut hi) = (min / 16, n.div_ceil(16));
-            while lo < hi {
-                let mid = (lo + hi).div_ceil(2);
-                if fits(mid * 16) {
-                    lo = mid;
-                } else {
-                    hi = mid - 1;
-                }
-            }
-            (lo * 16).max(min)
-        };
         let n = h.max(w);
-        let body = if body > 0 { body } else { largest(&|t| self.body_bytes(h, w, t) <= budget, n, 16) };
+        let whole_or = |fits: &dyn Fn(usize) -> bool, min: usize| {
+            if fits(0) {
+                0
+            } else {
+                largest_tile(n, min, fits)
+            }
+        };
+        let body = if body > 0 { body } else { whole_or(&|t| self.body_bytes(h, w, t) <= budget, 16) };
         let tail = if tail > 0 {
             tail
         } else {
-            largest(&|t| self.tail_bytes(h, w, body, t) <= budget, n, MIN_TAIL_TILE)
+            whole_or(&|t| self.tail_bytes(h, w, body, t) <= budget, MIN_TAIL_TILE)
         };
         StagedTiles { body, tail }
     }

@@ -31,6 +31,21 @@ impl Tile {
     }
 }
 
+/// The largest multiple of 16 from `min` (rounded up to one) up to `n` for which `fits` holds,
+/// found by bisection (memory grows with the tile edge); `min` when none does.
+pub fn largest_tile(n: usize, min: usize, fits: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (min.div_ceil(16).max(1), n.div_ceil(16).max(1));
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if fits(mid * 16) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    (lo * 16).max(min)
+}
+
 /// Tiles of at most `tile x tile` owned pixels (`tile == 0` or larger than the image: one tile;
 /// an axis that `tile + 2·pad` spans is not split), in row-major order.
 pub fn tiles(h: usize, w: usize, tile: usize, pad: usize) -> Vec<Tile> {

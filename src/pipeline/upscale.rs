@@ -4,7 +4,7 @@
 
 use super::cancel;
 use super::staged::{Staged, StagedTiles};
-use super::tile::{tiles_aligned, Tile};
+use super::tile::{largest_tile, tiles_aligned, Tile};
 use super::tta::{Dihedral, Ensemble};
 use crate::error::{Error, Result};
 use crate::graph::{Arena, Plan};
@@ -263,18 +263,7 @@ impl Upscaler {
             return 0;
         }
         let pad = self.tile_pad();
-        // Largest multiple of 16 whose padded tile fits the budget (memory grows with the tile).
-        let (mut lo, mut hi) = (1usize, h.max(w).div_ceil(16));
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            let t = mid * 16;
-            if bytes((t + 2 * pad).min(h), (t + 2 * pad).min(w)) <= budget {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        lo * 16
+        largest_tile(h.max(w), 16, |t| bytes((t + 2 * pad).min(h), (t + 2 * pad).min(w)) <= budget)
     }
 
     /// Working bytes of one `th x tw` region of the image: the activations, plus the f32 sums of a
