@@ -412,4 +412,7 @@ fn bench_profile_shows_where_a_video_window_spends_its_time() {
     let conv = err.lines().find(|l| l.contains("conv 3x3/1")).unwrap();
     let gflops: f64 = conv.split_whitespace().nth(3).unwrap().parse().expect("GFLOP/s column");
     assert!(gflops > 0.0, "{conv}");
+    // Video models run on whole frames: timing them tiled is refused, not silently ignored.
+    let o = run(&["bench", "-m", s(&model), "--size", "24x16", "--reps", "1", "--tiled"]);
+    assert!(!o.status.success() && stderr(&o).contains("--tiled"), "{}", stderr(&o));
 }

@@ -57,7 +57,6 @@ impl Chain {
         }
     }
 
-    /// Run every stage, then resample if asked; `progress(done, total)` counts tiles of all stages.
     /// How many times the multiply-accumulates of an untiled run a `w x h` image costs with the
     /// stages' tiling (the context tiles recompute), over all stages.
     pub fn recompute_factor(&self, w: u32, h: u32) -> f64 {
@@ -83,6 +82,7 @@ impl Chain {
         }
     }
 
+    /// Run every stage, then resample if asked; `progress(done, total)` counts tiles of all stages.
     pub fn upscale_with_progress(
         &mut self,
         img: &ImageView,

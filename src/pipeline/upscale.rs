@@ -55,10 +55,9 @@ pub struct UpscaleOptions {
 /// Two-stage tiling of networks with an upscaling tail (most x4 models).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Staging {
-    /// Unless the whole image fits the budget at once, under a self-ensemble, or with a set
-    /// `tile_pad`: where it
-    /// computes at most 5% more than whole-network tiles under the same budget (in practice it
-    /// computes several times less, or as much in less memory).
+    /// Where it computes at most 5% more than whole-network tiles under the same budget (in
+    /// practice several times less, or as much in less memory); never when the whole image fits
+    /// the budget at once, under a self-ensemble, or with a set `tile_pad`.
     #[default]
     Auto,
     /// Never.

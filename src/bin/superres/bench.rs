@@ -88,6 +88,9 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         "threads": rayon::current_num_threads(),
         "cpu_level": level.to_string(),
     });
+    if a.tiled && model.arch().is_video() {
+        return Err(Error::Usage("--tiled times image models; video models run on whole frames".into()));
+    }
     if model.arch().is_video() {
         let net = model.build_video(level)?;
         let t = net.num_frames();
