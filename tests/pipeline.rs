@@ -128,6 +128,91 @@ fn two_stage_tiles_equal_the_whole_image() {
 }
 
 #[test]
+fn streamed_networks_equal_the_whole_image() {
+    // The network streamed down stripes in bands of rows: the same result as the whole image
+    // (bit for bit with direct convolutions).
+    let mut models = [
+        (fixture_model("edsr_basicsr_x4.pth", &[]), None),
+        (fixture_model("mdsr.pt", &[]), Some(3)),
+        (fixture_model("rrdb_x4.pth", &[]), None),
+        (fixture_model("rdn_x3_shuffle.keras.safetensors", &[]), None),
+        (fixture_model("rrdn_x4.keras.safetensors", &[]), None),
+        (fixture_model("srvgg_x4.pth", &[]), None),
+    ];
+    let (w, h) = (37, 29);
+    let px = noise_u16(w * h * 3, 23);
+    let img = ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U16(&px) };
+    let rgba = noise_u16(w * h * 4, 24);
+    let img4 = ImageView { width: w as u32, height: h as u32, channels: 4, samples: SamplesRef::U16(&rgba) };
+    for (m, scale) in &mut models {
+        for algo in [ConvAlgo::Direct, ConvAlgo::Winograd] {
+            m.set_conv_algo(algo);
+            let plain = UpscaleOptions { staging: Staging::Off, ..UpscaleOptions::default() };
+            let whole = run(m, *scale, &img, plain.clone());
+            let whole4 = run(m, *scale, &img4, UpscaleOptions { alpha: AlphaMode::Model, ..plain });
+            // Stripes: the whole width, narrower than the receptive field, and 16 pixels, the
+            // narrowest the budget may choose.
+            for stripe in [0, 7, 16] {
+                let opts =
+                    UpscaleOptions { tile: stripe, staging: Staging::Stream, ..UpscaleOptions::default() };
+                let up = Upscaler::new(m.build(CpuLevel::effective(), *scale).unwrap(), opts.clone());
+                assert_eq!(up.schedule(h, w), Schedule::Streamed(stripe), "{}", m.arch());
+                let streamed = run(m, *scale, &img, opts.clone());
+                let what = format!("{} ({algo}), stripes of {stripe}", m.arch());
+                if algo == ConvAlgo::Winograd {
+                    // Each band anchors its Winograd tiles at its first row: rounding only.
+                    let d = max_code_diff(&streamed, &whole);
+                    assert!(d <= 2, "{what}: differs by {d} codes");
+                } else {
+                    assert!(streamed == whole, "{what}: differs from the whole-image result");
+                }
+                if stripe == 7 && algo == ConvAlgo::Direct {
+                    let streamed4 = run(m, *scale, &img4, UpscaleOptions { alpha: AlphaMode::Model, ..opts });
+                    assert!(streamed4 == whole4, "{what}: RGBA with a model-upscaled alpha differs");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn streaming_is_chosen_where_tiles_recompute_more() {
+    let m = fixture_model("edsr_basicsr_x4.pth", &[]);
+    let net = || m.build(CpuLevel::effective(), None).unwrap();
+    let (h, w) = (300, 400);
+    let budget = 3 << 20;
+    let up = |staging| {
+        Upscaler::new(
+            net(),
+            UpscaleOptions { max_working_bytes: budget, staging, ..UpscaleOptions::default() },
+        )
+    };
+    let (auto, staged) = (up(Staging::Auto), up(Staging::TailTile(16)));
+    let Schedule::Streamed(stripe) = auto.schedule(h, w) else {
+        panic!("expected a streamed schedule: {:?}", auto.schedule(h, w))
+    };
+    assert!(stripe > 0 && stripe < w, "{stripe}");
+    assert!(auto.working_bytes(h, w) <= budget, "{} > {budget}", auto.working_bytes(h, w));
+    // Stripes recompute their side context only; tiles recompute it on all four sides.
+    let untiled = net().graph().macs(h, w);
+    let (a, s) = (auto.macs(h, w), staged.macs(h, w));
+    assert!(a < s && a > untiled, "streamed {a} MACs, two-stage tiles {s}, untiled {untiled}");
+    // A taller image costs the same memory.
+    assert_eq!(auto.working_bytes(4 * h, w), auto.working_bytes(h, w));
+    // Networks that are not streamed: waifu2x's valid convolutions, CUNet's strides.
+    for name in ["upconv7.pth", "cunet_x2.pth"] {
+        let net = fixture_model(name, &[]).build(CpuLevel::effective(), None).unwrap();
+        let opts = UpscaleOptions {
+            max_working_bytes: 1 << 20,
+            staging: Staging::Stream,
+            ..UpscaleOptions::default()
+        };
+        let up = Upscaler::new(net, opts);
+        assert!(matches!(up.schedule(h, w), Schedule::Tiles(_)), "{name}: {:?}", up.schedule(h, w));
+    }
+}
+
+#[test]
 fn two_stage_is_chosen_where_it_recomputes_less() {
     let m = fixture_model("edsr_basicsr_x4.pth", &[]);
     let (h, w) = (300, 400);
@@ -136,23 +221,26 @@ fn two_stage_is_chosen_where_it_recomputes_less() {
         Upscaler::new(net, UpscaleOptions { max_working_bytes: budget, staging, ..UpscaleOptions::default() })
     };
     let budget = 3 << 20;
-    let (auto, off) = (up(Staging::Auto, budget), up(Staging::Off, budget));
+    // Two stages with 16-pixel tail tiles (`auto` streams this network here, see
+    // `streaming_is_chosen_where_tiles_recompute_more`).
+    let (staged, off) = (up(Staging::TailTile(16), budget), up(Staging::Off, budget));
     assert!(matches!(off.schedule(h, w), Schedule::Tiles(t) if t > 0));
-    let Schedule::Staged(st) = auto.schedule(h, w) else {
-        panic!("expected two stages: {:?}", auto.schedule(h, w))
+    let Schedule::Staged(st) = staged.schedule(h, w) else {
+        panic!("expected two stages: {:?}", staged.schedule(h, w))
     };
-    assert!(st.body > 0 && st.tail > 0, "{st:?}");
-    assert!(auto.working_bytes(h, w) <= budget, "{} > {budget}", auto.working_bytes(h, w));
+    assert!(st.body > 0 && st.tail == 16, "{st:?}");
+    assert!(staged.working_bytes(h, w) <= budget, "{} > {budget}", staged.working_bytes(h, w));
     let whole = m.build(CpuLevel::effective(), None).unwrap().graph().macs(h, w);
-    let (a, o) = (auto.macs(h, w), off.macs(h, w));
+    let (a, o) = (staged.macs(h, w), off.macs(h, w));
     assert!(a < o && a >= whole, "staged {a} MACs, whole-network tiles {o}, untiled {whole}");
     // An image that fits runs whole, in one stage.
+    let auto = up(Staging::Auto, budget);
     assert_eq!(auto.schedule(20, 20), Schedule::Tiles(0));
     // A model without an upscaling tail of its own (SRVGG adds the image back at the end).
     let srvgg = fixture_model("srvgg_x4.pth", &[]);
     let net = srvgg.build(CpuLevel::effective(), None).unwrap();
     let up = Upscaler::new(net, UpscaleOptions { max_working_bytes: 1 << 20, ..UpscaleOptions::default() });
-    assert!(matches!(up.schedule(h, w), Schedule::Tiles(_)));
+    assert!(!matches!(up.schedule(h, w), Schedule::Staged(_)), "{:?}", up.schedule(h, w));
 }
 
 fn max_code_diff(a: &Samples, b: &Samples) -> i32 {

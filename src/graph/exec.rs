@@ -1,6 +1,6 @@
 //! Runs a planned graph over reusable buffers.
 
-use super::ir::{Graph, Node};
+use super::ir::{Graph, Node, ValueId};
 use super::plan::Plan;
 use super::profile;
 use crate::kernels::{attention, elementwise, sample, shuffle};
@@ -97,135 +97,11 @@ impl Graph {
             }
             let (yp, yl) = view(node.output());
             let started = profile::enabled().then(std::time::Instant::now);
-            // SAFETY (all arms): pointers address views inside slots sized by the plan for these
-            // layouts; the plan never gives a node's output the buffer of a value the node reads,
-            // except an in-place candidate with an identical layout and position, which the
-            // kernels support; convolution inputs have borders at least their padding.
-            match node {
-                Node::Conv { x, conv, shuffle, .. } if *shuffle > 1 => {
-                    let (xp, xl) = view(*x);
-                    unsafe { conv.run_raw_shuffled(xp, &xl, yp, &yl, *shuffle) };
-                }
-                Node::Conv { x, conv, res, res2, .. } => {
-                    let (xp, xl) = view(*x);
-                    let res = res.map(|(r, s)| {
-                        let (rp, rl) = view(r);
-                        (rp as *const f32, rl, s)
-                    });
-                    let res2 = res2.map(|(r, s)| {
-                        let (rp, rl) = view(r);
-                        (rp as *const f32, rl, s)
-                    });
-                    unsafe {
-                        conv.run_raw(
-                            xp,
-                            &xl,
-                            yp,
-                            &yl,
-                            res.as_ref().map(|(p, l, s)| (*p, l, *s)),
-                            res2.as_ref().map(|(p, l, s)| (*p, l, *s)),
-                        )
-                    };
-                }
-                Node::Shuffle { x, skip, r, order, .. } => {
-                    let (xp, xl) = view(*x);
-                    let skip = skip.map(&view);
-                    unsafe {
-                        shuffle::run_raw(
-                            xp,
-                            &xl,
-                            skip.as_ref().map(|(p, l)| (*p as *const f32, l)),
-                            yp,
-                            &yl,
-                            *r,
-                            *order,
-                        )
-                    };
-                }
-                Node::Unshuffle { x, r, .. } => {
-                    let (xp, xl) = view(*x);
-                    unsafe { shuffle::unshuffle_raw(xp, &xl, yp, &yl, *r) };
-                }
-                Node::Upsample { x, r, .. } => {
-                    let (xp, xl) = view(*x);
-                    unsafe { shuffle::upsample_nearest_raw(xp, &xl, yp, &yl, *r) };
-                }
-                Node::Deconv { x, deconv, .. } => {
-                    let (xp, xl) = view(*x);
-                    unsafe { deconv.run_raw(xp, &xl, yp, &yl, scratch) };
-                }
-                Node::CropAdd { a, top, left, b, .. } => {
-                    let (ap, al) = view(*a);
-                    let b = b.map(&view);
-                    unsafe {
-                        elementwise::crop_add_raw(
-                            ap,
-                            &al,
-                            *top,
-                            *left,
-                            b.as_ref().map(|(p, l)| (*p as *const f32, l)),
-                            yp,
-                            &yl,
-                        )
-                    };
-                }
-                Node::Se { x, se, .. } => {
-                    let (xp, xl) = view(*x);
-                    unsafe { se.run_raw(xp, &xl, yp, &yl) };
-                }
-                Node::DeformConv { x, off, conv, res, .. } => {
-                    let (xp, xl) = view(*x);
-                    let (op, ol) = view(*off);
-                    let res = res.map(|(r, s)| {
-                        let (rp, rl) = view(r);
-                        (rp as *const f32, rl, s)
-                    });
-                    unsafe {
-                        conv.run_raw(xp, &xl, op, &ol, yp, &yl, res.as_ref().map(|(p, l, s)| (*p, l, *s)))
-                    };
-                }
-                Node::Bilinear { x, factor, mult, .. } => {
-                    let (xp, xl) = view(*x);
-                    unsafe { sample::bilinear_raw(xp, &xl, yp, &yl, *factor, *mult) };
-                }
-                Node::Pool { x, kind, k, stride, pad, .. } => {
-                    let (xp, xl) = view(*x);
-                    unsafe { sample::pool_raw(xp, &xl, yp, &yl, *kind, *k, *stride, *pad) };
-                }
-                Node::Concat { xs, .. } => {
-                    let xs: Vec<_> = xs
-                        .iter()
-                        .map(|&v| {
-                            let (p, l) = view(v);
-                            (p as *const f32, l)
-                        })
-                        .collect();
-                    unsafe { attention::concat_raw(&xs, yp, &yl) };
-                }
-                Node::TemporalAttention { embs, reference, feats, .. } => {
-                    let c = |v: usize| {
-                        let (p, l) = view(v);
-                        (p as *const f32, l)
-                    };
-                    let embs: Vec<_> = embs.iter().map(|&v| c(v)).collect();
-                    let feats: Vec<_> = feats.iter().map(|&v| c(v)).collect();
-                    unsafe { attention::temporal_attention_raw(&embs, c(*reference), &feats, yp, &yl) };
-                }
-                Node::TsaCombine { feat, attn, add, .. } => {
-                    let c = |v: usize| {
-                        let (p, l) = view(v);
-                        (p as *const f32, l)
-                    };
-                    unsafe { attention::tsa_combine_raw(c(*feat), c(*attn), c(*add), yp, &yl) };
-                }
-                Node::Add { a, b, act, .. } => {
-                    let c = |v: usize| {
-                        let (p, l) = view(v);
-                        (p as *const f32, l)
-                    };
-                    unsafe { attention::add_raw(c(*a), c(*b), yp, &yl, *act) };
-                }
-            }
+            // SAFETY: pointers address views inside slots sized by the plan for these layouts; the
+            // plan never gives a node's output the buffer of a value the node reads, except an
+            // in-place candidate with an identical layout and position; convolution inputs have
+            // zero borders at least their padding.
+            unsafe { run_node(node, &view, yp, &yl, scratch) };
             if let Some(t) = started {
                 let x = node.inputs().first().map(|&v| plan.layouts[v]).unwrap_or(yl);
                 profile::record(node, &x, &yl, t.elapsed());
@@ -236,6 +112,148 @@ impl Graph {
             // SAFETY: an output slot holds l.len() floats from p (a root: offset 0); no mutable
             // reference is alive.
             read(o, unsafe { std::slice::from_raw_parts(p, l.len()) }, &l);
+        }
+    }
+}
+
+/// Run one node: `view(v)` gives a value's channel-0 pointer and layout, `(y, yl)` the output's.
+///
+/// # Safety
+/// The pointers address views inside buffers sized for these layouts; a node's output never
+/// shares memory with a value it reads, except an in-place candidate with an identical layout
+/// and position, which the kernels support; convolution inputs have borders at least their
+/// padding, and whatever lies in them (zeros, or real rows of a larger map) is what the
+/// convolution should see there; `scratch` holds the transposed convolution's columns.
+pub(super) unsafe fn run_node(
+    node: &Node,
+    view: &dyn Fn(ValueId) -> (*mut f32, Layout),
+    yp: *mut f32,
+    yl: &Layout,
+    scratch: *mut f32,
+) {
+    let yl = *yl;
+    // SAFETY (all arms): this function's contract is each kernel's.
+    match node {
+        Node::Conv { x, conv, shuffle, .. } if *shuffle > 1 => {
+            let (xp, xl) = view(*x);
+            unsafe { conv.run_raw_shuffled(xp, &xl, yp, &yl, *shuffle) };
+        }
+        Node::Conv { x, conv, res, res2, .. } => {
+            let (xp, xl) = view(*x);
+            let res = res.map(|(r, s)| {
+                let (rp, rl) = view(r);
+                (rp as *const f32, rl, s)
+            });
+            let res2 = res2.map(|(r, s)| {
+                let (rp, rl) = view(r);
+                (rp as *const f32, rl, s)
+            });
+            unsafe {
+                conv.run_raw(
+                    xp,
+                    &xl,
+                    yp,
+                    &yl,
+                    res.as_ref().map(|(p, l, s)| (*p, l, *s)),
+                    res2.as_ref().map(|(p, l, s)| (*p, l, *s)),
+                )
+            };
+        }
+        Node::Shuffle { x, skip, r, order, .. } => {
+            let (xp, xl) = view(*x);
+            let skip = skip.map(&view);
+            unsafe {
+                shuffle::run_raw(
+                    xp,
+                    &xl,
+                    skip.as_ref().map(|(p, l)| (*p as *const f32, l)),
+                    yp,
+                    &yl,
+                    *r,
+                    *order,
+                )
+            };
+        }
+        Node::Unshuffle { x, r, .. } => {
+            let (xp, xl) = view(*x);
+            unsafe { shuffle::unshuffle_raw(xp, &xl, yp, &yl, *r) };
+        }
+        Node::Upsample { x, r, .. } => {
+            let (xp, xl) = view(*x);
+            unsafe { shuffle::upsample_nearest_raw(xp, &xl, yp, &yl, *r) };
+        }
+        Node::Deconv { x, deconv, .. } => {
+            let (xp, xl) = view(*x);
+            unsafe { deconv.run_raw(xp, &xl, yp, &yl, scratch) };
+        }
+        Node::CropAdd { a, top, left, b, .. } => {
+            let (ap, al) = view(*a);
+            let b = b.map(&view);
+            unsafe {
+                elementwise::crop_add_raw(
+                    ap,
+                    &al,
+                    *top,
+                    *left,
+                    b.as_ref().map(|(p, l)| (*p as *const f32, l)),
+                    yp,
+                    &yl,
+                )
+            };
+        }
+        Node::Se { x, se, .. } => {
+            let (xp, xl) = view(*x);
+            unsafe { se.run_raw(xp, &xl, yp, &yl) };
+        }
+        Node::DeformConv { x, off, conv, res, .. } => {
+            let (xp, xl) = view(*x);
+            let (op, ol) = view(*off);
+            let res = res.map(|(r, s)| {
+                let (rp, rl) = view(r);
+                (rp as *const f32, rl, s)
+            });
+            unsafe { conv.run_raw(xp, &xl, op, &ol, yp, &yl, res.as_ref().map(|(p, l, s)| (*p, l, *s))) };
+        }
+        Node::Bilinear { x, factor, mult, .. } => {
+            let (xp, xl) = view(*x);
+            unsafe { sample::bilinear_raw(xp, &xl, yp, &yl, *factor, *mult) };
+        }
+        Node::Pool { x, kind, k, stride, pad, .. } => {
+            let (xp, xl) = view(*x);
+            unsafe { sample::pool_raw(xp, &xl, yp, &yl, *kind, *k, *stride, *pad) };
+        }
+        Node::Concat { xs, .. } => {
+            let xs: Vec<_> = xs
+                .iter()
+                .map(|&v| {
+                    let (p, l) = view(v);
+                    (p as *const f32, l)
+                })
+                .collect();
+            unsafe { attention::concat_raw(&xs, yp, &yl) };
+        }
+        Node::TemporalAttention { embs, reference, feats, .. } => {
+            let c = |v: usize| {
+                let (p, l) = view(v);
+                (p as *const f32, l)
+            };
+            let embs: Vec<_> = embs.iter().map(|&v| c(v)).collect();
+            let feats: Vec<_> = feats.iter().map(|&v| c(v)).collect();
+            unsafe { attention::temporal_attention_raw(&embs, c(*reference), &feats, yp, &yl) };
+        }
+        Node::TsaCombine { feat, attn, add, .. } => {
+            let c = |v: usize| {
+                let (p, l) = view(v);
+                (p as *const f32, l)
+            };
+            unsafe { attention::tsa_combine_raw(c(*feat), c(*attn), c(*add), yp, &yl) };
+        }
+        Node::Add { a, b, act, .. } => {
+            let c = |v: usize| {
+                let (p, l) = view(v);
+                (p as *const f32, l)
+            };
+            unsafe { attention::add_raw(c(*a), c(*b), yp, &yl, *act) };
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod ir;
 pub mod plan;
 pub mod profile;
 pub mod split;
+pub mod stream;
 
 pub use exec::Arena;
 pub use ir::{Graph, Node, ShuffleOrder, ValueId};

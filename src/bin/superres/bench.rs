@@ -39,8 +39,8 @@ pub struct BenchArgs {
     /// With --tiled: activation memory budget for the automatic tile size, in MiB.
     #[arg(long, default_value_t = superres::pipeline::upscale::DEFAULT_MAX_WORKING_BYTES >> 20, value_name = "MIB", requires = "tiled")]
     pub max_mem: usize,
-    /// With --tiled: two-stage tiling, as `upscale --two-stage`.
-    #[arg(long, default_value = "auto", value_name = "auto|off|N", value_parser = crate::parse_staging, requires = "tiled")]
+    /// With --tiled: how the image is cut, as `upscale --two-stage`.
+    #[arg(long, default_value = "auto", value_name = "auto|off|stream|N", value_parser = crate::parse_staging, requires = "tiled")]
     pub two_stage: superres::pipeline::Staging,
     /// Time every layer of the timed runs and print where the time goes (to stderr), per
     /// operation and shape, with GFLOP/s for the convolutions. The timer adds a little overhead.

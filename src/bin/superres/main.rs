@@ -187,15 +187,16 @@ impl ModelArgs {
     }
 }
 
-/// `--two-stage auto|off|N`.
+/// `--two-stage auto|off|stream|N`.
 pub fn parse_staging(s: &str) -> std::result::Result<superres::pipeline::Staging, String> {
     use superres::pipeline::Staging;
     match s {
         "auto" => Ok(Staging::Auto),
         "off" => Ok(Staging::Off),
+        "stream" => Ok(Staging::Stream),
         n => match n.parse::<usize>() {
             Ok(n) if n > 0 => Ok(Staging::TailTile(n)),
-            _ => Err(format!("expected auto, off or a tail tile edge in pixels, not {n:?}")),
+            _ => Err(format!("expected auto, off, stream or a tail tile edge in pixels, not {n:?}")),
         },
     }
 }

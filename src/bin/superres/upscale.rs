@@ -30,10 +30,13 @@ pub struct UpscaleArgs {
     /// Context pixels around each tile (default: the model's receptive field, so tiling is exact).
     #[arg(long, value_name = "P")]
     pub tile_pad: Option<usize>,
-    /// Tiling of models with an upscaling tail (most x4 models): `auto` runs the body and the
-    /// tail as separate stages (big body tiles, small tail tiles; exact either way) where that
-    /// recomputes less under --max-mem, `off` never, a number N always, with N-pixel tail tiles.
-    #[arg(long, default_value = "auto", value_name = "auto|off|N", value_parser = crate::parse_staging)]
+    /// How images larger than --max-mem are cut (exact in every case): `auto` picks what
+    /// recomputes least: whole-network tiles, two stages for models with an upscaling tail (big
+    /// body tiles, small tail tiles), or the network streamed down vertical stripes a band of
+    /// rows at a time (every row computed once; the stripes are --tile wide when it is set);
+    /// `off`: whole-network tiles only; `stream`: streamed wherever the network allows;
+    /// a number N: two stages with N-pixel tail tiles.
+    #[arg(long, default_value = "auto", value_name = "auto|off|stream|N", value_parser = crate::parse_staging)]
     pub two_stage: superres::pipeline::Staging,
     /// Activation memory budget for automatic tiling, in MiB (the default keeps a 1080p x4 run
     /// under 256 MiB in all).
