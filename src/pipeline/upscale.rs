@@ -26,10 +26,10 @@ pub enum AlphaMode {
     Model,
 }
 
-/// Working memory the automatic tile size aims to stay under (activations of one tile). 96 MiB
-/// keeps a 1920x1080 x4 upscale to PNG with the default model under 256 MiB peak RSS (about 200
-/// MiB, half of it the 100 MB output image) for boards with little memory; a larger budget only
-/// saves the overlap of fewer tiles (a 512 MiB budget computes about 8% less on that image).
+/// Working memory the automatic tile size aims to stay under (activations of one tile, or the
+/// windows of a streamed stripe). 96 MiB keeps a 1920x1080 x4 upscale to PNG with the default
+/// model under 256 MiB peak RSS (227 MB measured, 100 MB of it the output image) for boards with
+/// little memory; a larger budget only saves the side context of fewer, wider stripes or tiles.
 pub const DEFAULT_MAX_WORKING_BYTES: usize = 96 << 20;
 
 #[derive(Clone, Debug)]
