@@ -175,8 +175,9 @@ impl Upscaler {
         }
     }
 
-    /// How an `h x w` image is cut: whole-network tiles, or (see [`Staging`]) the body and the
-    /// tail apart when that recomputes less context under the memory budget.
+    /// How an `h x w` image is cut: whole-network tiles, the body and the tail tiled apart, or
+    /// the network streamed down stripes (see [`Staging`]), whichever recomputes less context
+    /// under the memory budget.
     pub fn schedule(&self, h: usize, w: usize) -> Schedule {
         self.schedule_under(h, w, self.opts.max_working_bytes)
     }
