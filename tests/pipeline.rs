@@ -77,22 +77,30 @@ fn tiled_output_equals_untiled_output() {
     }
 }
 
-#[test]
-fn two_stage_tiles_equal_the_whole_image() {
-    // Networks with a body at the input's resolution and an upscaling tail; the tail reads only
-    // the body's output, so both stages tile apart.
-    let mut models = [
+/// Fixture models with a body at the input's resolution and an upscaling tail, with the scale to
+/// build them at.
+fn tail_models() -> Vec<(Model, Option<usize>)> {
+    vec![
         (fixture_model("edsr_basicsr_x4.pth", &[]), None),
         (fixture_model("mdsr.pt", &[]), Some(3)),
         (fixture_model("rrdb_x4.pth", &[]), None),
         (fixture_model("rdn_x3_shuffle.keras.safetensors", &[]), None),
         (fixture_model("rrdn_x4.keras.safetensors", &[]), None),
-    ];
+    ]
+}
+
+fn view16(px: &[u16], w: usize, h: usize, channels: u8) -> ImageView<'_> {
+    ImageView { width: w as u32, height: h as u32, channels, samples: SamplesRef::U16(px) }
+}
+
+#[test]
+fn two_stage_tiles_equal_the_whole_image() {
+    // Networks with a body at the input's resolution and an upscaling tail; the tail reads only
+    // the body's output, so both stages tile apart.
+    let mut models = tail_models();
     let (w, h) = (37, 29);
-    let px = noise_u16(w * h * 3, 21);
-    let img = ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U16(&px) };
-    let rgba = noise_u16(w * h * 4, 22);
-    let img4 = ImageView { width: w as u32, height: h as u32, channels: 4, samples: SamplesRef::U16(&rgba) };
+    let (px, rgba) = (noise_u16(w * h * 3, 21), noise_u16(w * h * 4, 22));
+    let (img, img4) = (view16(&px, w, h, 3), view16(&rgba, w, h, 4));
     for (m, scale) in &mut models {
         for algo in [ConvAlgo::Direct, ConvAlgo::Winograd] {
             m.set_conv_algo(algo);
@@ -131,19 +139,11 @@ fn two_stage_tiles_equal_the_whole_image() {
 fn streamed_networks_equal_the_whole_image() {
     // The network streamed down stripes in bands of rows: the same result as the whole image
     // (bit for bit with direct convolutions).
-    let mut models = [
-        (fixture_model("edsr_basicsr_x4.pth", &[]), None),
-        (fixture_model("mdsr.pt", &[]), Some(3)),
-        (fixture_model("rrdb_x4.pth", &[]), None),
-        (fixture_model("rdn_x3_shuffle.keras.safetensors", &[]), None),
-        (fixture_model("rrdn_x4.keras.safetensors", &[]), None),
-        (fixture_model("srvgg_x4.pth", &[]), None),
-    ];
+    let mut models = tail_models();
+    models.push((fixture_model("srvgg_x4.pth", &[]), None));
     let (w, h) = (37, 29);
-    let px = noise_u16(w * h * 3, 23);
-    let img = ImageView { width: w as u32, height: h as u32, channels: 3, samples: SamplesRef::U16(&px) };
-    let rgba = noise_u16(w * h * 4, 24);
-    let img4 = ImageView { width: w as u32, height: h as u32, channels: 4, samples: SamplesRef::U16(&rgba) };
+    let (px, rgba) = (noise_u16(w * h * 3, 23), noise_u16(w * h * 4, 24));
+    let (img, img4) = (view16(&px, w, h, 3), view16(&rgba, w, h, 4));
     for (m, scale) in &mut models {
         for algo in [ConvAlgo::Direct, ConvAlgo::Winograd] {
             m.set_conv_algo(algo);
