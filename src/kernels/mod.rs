@@ -9,6 +9,7 @@ pub mod degrade;
 pub mod elementwise;
 pub mod gemm;
 pub mod imresize;
+pub mod peak;
 pub mod pool;
 pub mod resize;
 pub mod sample;

@@ -313,6 +313,25 @@ fn large_k() {
 }
 
 #[test]
+fn panels_swept_in_groups() {
+    // K large enough that the packed panels exceed PANEL_GROUP_BYTES together: one panel per
+    // group (k = 1800), and groups of several panels with one left over (k = 700, n = 80), with
+    // row tails and a narrow last panel.
+    for (m, n, k, segs) in [(13, 40, 1800, 3), (19, 80, 700, 1), (7, 90, 700, 2)] {
+        check(Case {
+            m,
+            n,
+            k,
+            act: Activation::Relu,
+            bias: true,
+            residual: Some(0.5),
+            residual2: None,
+            segs,
+        });
+    }
+}
+
+#[test]
 fn public_sgemm_matches_reference() {
     for level in CpuLevel::supported() {
         let (m, n, k) = (70, 33, 45);

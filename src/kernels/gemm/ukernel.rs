@@ -91,7 +91,29 @@ pub(crate) unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
         for r in ap.iter_mut() {
             *r = r.offset(off);
         }
-        for _ in 0..seg_len {
+        // Four K steps per trip: on Zen 3 the one-step loop ran the L1-resident 6x16 tile at
+        // 0.78-0.89 of an FMA loop's rate with both cores busy, the four-step one at 0.94-0.98.
+        let mut kk = 0;
+        while kk + 4 <= seg_len {
+            for u in 0..4 {
+                let mut bv = [s.zero(); NV];
+                for (j, v) in bv.iter_mut().enumerate() {
+                    *v = s.load(bp.add((u * NV + j) * S::LANES));
+                }
+                for i in 0..MR {
+                    let av = s.splat(*ap[i].add(u));
+                    for j in 0..NV {
+                        acc[i][j] = s.fma(av, bv[j], acc[i][j]);
+                    }
+                }
+            }
+            bp = bp.add(4 * NV * S::LANES);
+            for r in ap.iter_mut() {
+                *r = r.add(4);
+            }
+            kk += 4;
+        }
+        for _ in kk..seg_len {
             let mut bv = [s.zero(); NV];
             for (j, v) in bv.iter_mut().enumerate() {
                 *v = s.load(bp.add(j * S::LANES));
@@ -199,9 +221,11 @@ macro_rules! tail_rows {
 }
 pub(crate) use tail_rows;
 
-/// Walk a line of rows over the requested panels with MR-row blocks and one tail block.
-/// `$mr`/`$mrn` are the full and narrow row blockings, `$tails`/`$tails_n` list `1..$mr` and
-/// `1..$mrn` so each tail size gets its own fully unrolled tile.
+/// Walk a line of rows over the requested panels: full panels in groups whose packed B fits
+/// [`super::PANEL_GROUP_BYTES`], and within a group MR-row blocks outer and panels inner, so a
+/// block's A rows are reused from L1 across the group's panels while the group stays in L2; then
+/// the narrow last panel (if any) with its own row blocking. `$mr`/`$mrn` are the full and narrow row blockings, `$tails`/`$tails_n`
+/// list `1..$mr` and `1..$mrn` so each tail size gets its own fully unrolled tile.
 macro_rules! line_driver {
     ($s:expr, $S:ident, $line:expr, $ops:expr, $panels:expr, $mr:literal, [$($t:literal)*], $mrn:literal, [$($tn:literal)*]) => {{
         let s: $S = $s;
@@ -211,32 +235,51 @@ macro_rules! line_driver {
         let nr = 2 * l;
         let segs: &[isize] = &ops.kl.seg_offsets;
         let seg_len = ops.kl.seg_len;
-        for p in $panels {
-            let n0 = p * nr;
+        let panels: std::ops::Range<usize> = $panels;
+        // Only the last panel of B can be narrow.
+        let full_end = if panels.end > panels.start && ops.b.panel_width(panels.end - 1) < nr {
+            panels.end - 1
+        } else {
+            panels.end
+        };
+        let a_at = |i: usize| line.a.offset(i as isize * line.a_rs);
+        let out_at = |p: usize, width: usize, i: usize| {
+            let mut o = Out::panel(line, ops, p * nr, width);
+            o.advance(i);
+            o
+        };
+        let panel_bytes = segs.len() * seg_len * nr * std::mem::size_of::<f32>();
+        let group = (crate::kernels::gemm::PANEL_GROUP_BYTES / panel_bytes.max(1)).max(1);
+        let mut g0 = panels.start;
+        while g0 < full_end {
+            let g1 = (g0 + group).min(full_end);
+            let mut i = 0usize;
+            while i + $mr <= line.m {
+                for p in g0..g1 {
+                    let o = out_at(p, nr, i);
+                    tile::<$S, $mr, 2>(s, a_at(i), line.a_rs, segs, seg_len, ops.b.panel_ptr(p), &o);
+                }
+                i += $mr;
+            }
+            if i < line.m {
+                for p in g0..g1 {
+                    let o = out_at(p, nr, i);
+                    tail_rows!(line.m - i, $S, 2, (s, a_at(i), line.a_rs, segs, seg_len, ops.b.panel_ptr(p), &o); $($t)*);
+                }
+            }
+            g0 = g1;
+        }
+        if full_end < panels.end {
+            let p = full_end;
             let width = ops.b.panel_width(p);
             let b = ops.b.panel_ptr(p);
-            let mut o = Out::panel(line, ops, n0, width);
-            let step = |o: &mut Out, rows: usize| o.advance(rows);
             let mut i = 0usize;
-            let a_at = |i: usize| line.a.offset(i as isize * line.a_rs);
-            if width == nr {
-                while i + $mr <= line.m {
-                    tile::<$S, $mr, 2>(s, a_at(i), line.a_rs, segs, seg_len, b, &o);
-                    step(&mut o, $mr);
-                    i += $mr;
-                }
-                if i < line.m {
-                    tail_rows!(line.m - i, $S, 2, (s, a_at(i), line.a_rs, segs, seg_len, b, &o); $($t)*);
-                }
-            } else {
-                while i + $mrn <= line.m {
-                    tile::<$S, $mrn, 1>(s, a_at(i), line.a_rs, segs, seg_len, b, &o);
-                    step(&mut o, $mrn);
-                    i += $mrn;
-                }
-                if i < line.m {
-                    tail_rows!(line.m - i, $S, 1, (s, a_at(i), line.a_rs, segs, seg_len, b, &o); $($tn)*);
-                }
+            while i + $mrn <= line.m {
+                tile::<$S, $mrn, 1>(s, a_at(i), line.a_rs, segs, seg_len, b, &out_at(p, width, i));
+                i += $mrn;
+            }
+            if i < line.m {
+                tail_rows!(line.m - i, $S, 1, (s, a_at(i), line.a_rs, segs, seg_len, b, &out_at(p, width, i)); $($tn)*);
             }
         }
     }};
