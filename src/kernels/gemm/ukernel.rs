@@ -92,7 +92,7 @@ pub(crate) unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
             *r = r.offset(off);
         }
         // Four K steps per trip: on Zen 3 the one-step loop ran the L1-resident 6x16 tile at
-        // 0.78-0.89 of an FMA loop's rate with both cores busy, the four-step one at 0.94-0.98.
+        // 0.68-0.89 of an FMA loop's rate with both cores busy, the four-step one at 0.94-0.98.
         let mut kk = 0;
         while kk + 4 <= seg_len {
             for u in 0..4 {
