@@ -3,29 +3,17 @@
 //!
 //! `SUPERRES_CPU=avx2 cargo bench --bench conv` forces a level; `BENCH_THREADS=1,2` picks pools.
 
+mod common;
+
+use common::{env_list, rand_vec};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use superres::kernels::conv::{Conv2d, ConvSpec};
 use superres::kernels::gemm::{sgemm_packed, Activation, Epilogue, PackedB};
 use superres::tensor::Tensor;
 use superres::CpuLevel;
 
-fn rand_vec(n: usize) -> Vec<f32> {
-    let mut x = 0x2545F4914F6CDD1Du64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
-
 fn threads() -> Vec<usize> {
-    std::env::var("BENCH_THREADS")
-        .ok()
-        .map(|s| s.split(',').filter_map(|t| t.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 2])
+    env_list("BENCH_THREADS", &[1, 2])
 }
 
 fn conv_benches(c: &mut Criterion) {

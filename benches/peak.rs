@@ -6,31 +6,15 @@
 //!
 //! `cargo bench --bench peak` (env: `BENCH_THREADS=1,2`, `PEAK_ROUNDS=6`, `SUPERRES_CPU=avx2`).
 
+mod common;
+
+use common::{env_list, rand_vec};
 use std::time::Instant;
 use superres::kernels::conv::{Conv2d, ConvSpec};
 use superres::kernels::gemm::{sgemm_packed, Activation, Epilogue, PackedB};
 use superres::kernels::peak::{fma_chains, fma_chains_flops};
 use superres::tensor::Tensor;
 use superres::CpuLevel;
-
-fn rand_vec(n: usize) -> Vec<f32> {
-    let mut x = 0x2545F4914F6CDD1Du64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
-
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    std::env::var(name)
-        .ok()
-        .map(|s| s.split(',').filter_map(|t| t.trim().parse().ok()).collect())
-        .unwrap_or_else(|| default.to_vec())
-}
 
 /// Best seconds per call of `f` over `calls` calls.
 fn time(best: &mut f64, calls: usize, mut f: impl FnMut()) {
