@@ -31,9 +31,9 @@ pub use pack::PackedB;
 
 /// Packed-B bytes of the panels a line driver sweeps together (each MR-row block of A visits all
 /// of them before the next block): small enough to stay in a 512 KiB L2 beside the A rows. On
-/// Zen 3 (interleaved runs against an FMA loop, 2 threads) 3x3 convs 128->128 and 256->256 ran at
-/// 0.85-0.94 of the loop's rate with 192 KiB groups, 0.83-0.87 sweeping every panel per block and
-/// 0.84-0.85 one panel at a time.
+/// Zen 3 (two interleaved runs against an FMA loop, 2 threads) 3x3 convs 128->128 and 256->256 ran
+/// at 0.85-0.94 of the loop's rate with 192 KiB groups, 0.83-0.87 sweeping every panel per block
+/// and 0.83-0.87 one panel at a time: never worse than either, within this machine's noise.
 pub(crate) const PANEL_GROUP_BYTES: usize = 192 << 10;
 
 use crate::cpu::CpuLevel;

@@ -224,8 +224,9 @@ pub(crate) use tail_rows;
 /// Walk a line of rows over the requested panels: full panels in groups whose packed B fits
 /// [`super::PANEL_GROUP_BYTES`], and within a group MR-row blocks outer and panels inner, so a
 /// block's A rows are reused from L1 across the group's panels while the group stays in L2; then
-/// the narrow last panel (if any) with its own row blocking. `$mr`/`$mrn` are the full and narrow row blockings, `$tails`/`$tails_n`
-/// list `1..$mr` and `1..$mrn` so each tail size gets its own fully unrolled tile.
+/// the narrow last panel (if any) with its own row blocking. `$mr`/`$mrn` are the full and narrow
+/// row blockings, `$tails`/`$tails_n` list `1..$mr` and `1..$mrn` so each tail size gets its own
+/// fully unrolled tile.
 macro_rules! line_driver {
     ($s:expr, $S:ident, $line:expr, $ops:expr, $panels:expr, $mr:literal, [$($t:literal)*], $mrn:literal, [$($tn:literal)*]) => {{
         let s: $S = $s;
