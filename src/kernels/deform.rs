@@ -183,6 +183,7 @@ impl DeformConv2d {
         if let Some((_, rl, _)) = res {
             assert_eq!((rl.h, rl.w), (yl.h, yl.w));
         }
+        assert!(xl.hp() * xl.wp() <= i32::MAX as usize, "input grid too large for deformable sampling");
         let k = s.k();
         let kl = KLayout::dense(k);
         let (b, ep) = self.conv.gemm_parts(res.map_or(1.0, |r| r.2));
@@ -197,9 +198,10 @@ impl DeformConv2d {
         // in L2 while the GEMM sweeps it once per panel, and two threads get ~1000 items to share.
         let chunk = chunk_len(k);
         let chunks = yl.w.div_ceil(chunk);
-        (0..yl.h * chunks).into_par_iter().for_each_init(
-            || Scratch::new(chunk, k, s.cin, self.groups * s.kh * s.kw, self.modulated),
-            |sc, item| {
+        let samples = self.groups * s.kh * s.kw;
+        (0..yl.h * chunks).into_par_iter().for_each(|item| {
+            SCRATCH.with_borrow_mut(|sc| {
+                sc.fit(chunk, k, s.cin, samples, self.modulated);
                 let (xp, op, yp, rp) = (xp, op, yp, rp);
                 let (oy, x0) = (item % yl.h, (item / yl.h) * chunk);
                 let n = chunk.min(yl.w - x0);
@@ -220,8 +222,8 @@ impl DeformConv2d {
                     res2_rs: 0,
                 };
                 run_line(level, &line, &ops, 0..b.panels());
-            },
-        );
+            })
+        });
     }
 
     /// Safe wrapper: output with border `out_pad`.
@@ -259,31 +261,58 @@ struct Scratch {
     col: AlignedVec,
     /// `cin` zeros: the source of out-of-image corners.
     zeros: Vec<f32>,
-    /// Per sample `g·K + t`: row before the offset, kernel column, top-left corner (row -1
-    /// where a corner lies outside, which takes the border-rule path) and bilinear weights (times
-    /// the mask).
+    /// Per sample `g·K + t`: row before the offset and kernel column (as floats, for the
+    /// vectorised plan), index of the top-left corner's pixel in the stored grid, counted from
+    /// the interior origin (negative where a corner lies outside, which takes the border-rule
+    /// path) and the bilinear weights (times the mask).
     hb: Vec<f32>,
-    kx: Vec<i32>,
-    iy: Vec<i32>,
-    ix: Vec<i32>,
+    kx: Vec<f32>,
+    pos: Vec<i32>,
     wts: Vec<[f32; 4]>,
     /// The masks of the item's pixels, `j·samples + si` (ones for an unmodulated layer).
     mask: Vec<f32>,
 }
 
 impl Scratch {
-    fn new(chunk: usize, k: usize, cin: usize, samples: usize, modulated: bool) -> Self {
+    const fn empty() -> Self {
         Scratch {
-            col: AlignedVec::zeros(chunk * k),
-            zeros: vec![0.0; cin],
-            hb: vec![0.0; samples],
-            kx: vec![0; samples],
-            iy: vec![0; samples],
-            ix: vec![0; samples],
-            wts: vec![[0.0; 4]; samples],
-            mask: vec![1.0; if modulated { chunk * samples } else { samples }],
+            col: AlignedVec::new_empty(),
+            zeros: Vec::new(),
+            hb: Vec::new(),
+            kx: Vec::new(),
+            pos: Vec::new(),
+            wts: Vec::new(),
+            mask: Vec::new(),
         }
     }
+
+    /// Grow the buffers for work items of up to `chunk` pixels of a layer with `k` im2col values
+    /// per pixel, `cin` channels and `samples` samples per pixel; an unmodulated layer's masks
+    /// are set to ones (a modulated layer may have left its sigmoids there).
+    fn fit(&mut self, chunk: usize, k: usize, cin: usize, samples: usize, modulated: bool) {
+        self.col.ensure_len(chunk * k);
+        grow(&mut self.zeros, cin, 0.0);
+        grow(&mut self.hb, samples, 0.0);
+        grow(&mut self.kx, samples, 0.0);
+        grow(&mut self.pos, samples, 0);
+        grow(&mut self.wts, samples, [0.0; 4]);
+        grow(&mut self.mask, if modulated { chunk * samples } else { samples }, 1.0);
+        if !modulated {
+            self.mask[..samples].fill(1.0);
+        }
+    }
+}
+
+fn grow<T: Clone>(v: &mut Vec<T>, len: usize, value: T) {
+    if v.len() < len {
+        v.resize(len, value);
+    }
+}
+
+thread_local! {
+    /// One worker's buffers, kept between calls: rayon splits the items into many pieces, and a
+    /// fresh zeroed im2col per piece (260 KB for 64 channels) showed up in profiles as page faults.
+    static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new(Scratch::empty()) };
 }
 
 simd_dispatch! {
@@ -343,47 +372,51 @@ unsafe fn fill_chunk_simd<S: Simd>(
     for si in 0..gk {
         let t = si % taps;
         sc.hb[si] = (oy * sp.stride + t / kw) as f32 - sp.pad as f32;
-        sc.kx[si] = (t % kw) as i32;
+        sc.kx[si] = (t % kw) as f32;
     }
     let padf = sp.pad as f32;
     if d.modulated {
         // All the item's masks first, fetching the offsets and logits of the pixel
-        // `MASK_PREFETCH` ahead: the map was just written by the offset convolution and has left
+        // `OFFSET_PREFETCH` ahead: the map was just written by the offset convolution and has left
         // the caches (50 MB for EDVR at 320x180), and the hardware prefetcher alone left this
         // loop waiting on memory (DCNv2 at 320x180 on one thread: 106 -> 92 ms with the prefetch,
         // distances 4 to 6 equally good, 10 worse).
         for j in 0..n {
             let o = off.offset(ol.offset(oy as isize, (x0 + j) as isize));
-            if j + MASK_PREFETCH < n {
+            if j + OFFSET_PREFETCH < n {
                 prefetch_floats(
                     s,
-                    off.offset(ol.offset(oy as isize, (x0 + j + MASK_PREFETCH) as isize)),
+                    off.offset(ol.offset(oy as isize, (x0 + j + OFFSET_PREFETCH) as isize)),
                     3 * gk,
                 );
             }
             sigmoid_slice(s, o.add(mask_base), sc.mask.as_mut_ptr().add(j * gk), gk);
         }
     }
+    let wp = xl.wp() as i32;
     for j in 0..n {
         let ox = x0 + j;
         let o = off.offset(ol.offset(oy as isize, ox as isize));
+        if !d.modulated && j + OFFSET_PREFETCH < n {
+            // The mask loop above has fetched a modulated layer's offsets already.
+            prefetch_floats(s, off.offset(ol.offset(oy as isize, (ox + OFFSET_PREFETCH) as isize)), 2 * gk);
+        }
         let row = col.add(j * k);
         let mask = if d.modulated { j * gk } else { 0 };
+        let oxf = (ox * sp.stride) as f32;
         plan(
             std::slice::from_raw_parts(o, 2 * gk),
             &sc.hb[..gk],
             &sc.kx[..gk],
             &sc.mask[mask..mask + gk],
-            (ox * sp.stride) as i32,
-            padf,
+            oxf - padf,
             hf,
             wf,
-            &mut sc.iy[..gk],
-            &mut sc.ix[..gk],
+            wp,
+            &mut sc.pos[..gk],
             &mut sc.wts[..gk],
         );
-        let ox = (ox * sp.stride) as i32;
-        let px = Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc: &*sc, mask, o, ox, padf };
+        let px = Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc: &*sc, mask, o, oxp: oxf - padf };
         if cpg == S::LANES {
             pixel_blends::<S, true>(s, d, xl, &px);
         } else {
@@ -392,8 +425,9 @@ unsafe fn fill_chunk_simd<S: Simd>(
     }
 }
 
-/// Pixels ahead whose offset record the mask loop of [`fill_chunk_simd`] prefetches.
-const MASK_PREFETCH: usize = 4;
+/// Pixels ahead whose offset record [`fill_chunk_simd`] prefetches (in the mask loop of a
+/// modulated layer, else in the blend loop).
+const OFFSET_PREFETCH: usize = 4;
 
 /// Prefetch the cache lines of `n > 0` floats from `p`.
 #[inline(always)]
@@ -421,8 +455,8 @@ struct Pixel<'a> {
     /// Where the pixel's masks start in `sc.mask`.
     mask: usize,
     o: *const f32,
-    ox: i32,
-    padf: f32,
+    /// The pixel's input column before kernel column and offset: `ox·stride - pad`.
+    oxp: f32,
 }
 
 /// The channel blends of one pixel's samples, monomorphised on groups of exactly one vector (64
@@ -434,23 +468,25 @@ struct Pixel<'a> {
 /// As [`fill_chunk_simd`], for the pixel that `px` describes after [`plan`] filled `px.sc`.
 #[inline(always)]
 unsafe fn pixel_blends<S: Simd, const ONE_VEC: bool>(s: S, d: &DeformConv2d, xl: &Layout, px: &Pixel) {
-    let Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc, mask, o, ox, padf } = *px;
-    let (iy, ix, wts, hb, kx) =
-        (sc.iy.as_ptr(), sc.ix.as_ptr(), sc.wts.as_ptr(), sc.hb.as_ptr(), sc.kx.as_ptr());
+    let Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc, mask, o, oxp } = *px;
+    let (pos, wts, hb, kx) = (sc.pos.as_ptr(), sc.wts.as_ptr(), sc.hb.as_ptr(), sc.kx.as_ptr());
     let mask = sc.mask.as_ptr().add(mask);
     let rule = d.rule;
+    // The corner offsets, opaque to the optimiser: seeing `rs = wp·cs` and `p = pos·cs`, LLVM
+    // rewrote `p + rs` and `p + cs` as their own products, four multiplies per sample.
+    let (cs1, rs1) = std::hint::black_box((cs, rs));
     for g in 0..d.groups {
         let xg = x.add(g * cpg);
         let dg = row.add(g * cpg);
         for t in 0..taps {
             let si = g * taps + t;
             let dst = dg.add(t * cin);
-            let y0 = *iy.add(si);
-            if y0 >= 0 {
+            let p0 = *pos.add(si);
+            if p0 >= 0 {
                 // All four corners inside: both border rules reduce to the plain bilinear
                 // blend, with the same arithmetic as `corners` (so bit-identical to it).
-                let p = xg.add(y0 as usize * rs + *ix.add(si) as usize * cs);
-                let ps = [p, p.add(cs), p.add(rs), p.add(rs + cs)];
+                let p = xg.add(p0 as usize * cs);
+                let ps = [p, p.add(cs1), p.add(rs1), p.add(rs1 + cs1)];
                 if ONE_VEC {
                     blend_vec(s, dst, ps, *wts.add(si));
                 } else {
@@ -458,7 +494,7 @@ unsafe fn pixel_blends<S: Simd, const ONE_VEC: bool>(s: S, d: &DeformConv2d, xl:
                 }
             } else {
                 let h = *hb.add(si) + *o.add(2 * si);
-                let w = (ox + *kx.add(si)) as f32 - padf + *o.add(2 * si + 1);
+                let w = oxp + *kx.add(si) + *o.add(2 * si + 1);
                 let cr = corners(rule, h, w, xl.h, xl.w);
                 let ps = cr.at.map(|a| match a {
                     Some((yy, xx)) => xg.add(yy * rs + xx * cs),
@@ -472,46 +508,45 @@ unsafe fn pixel_blends<S: Simd, const ONE_VEC: bool>(s: S, d: &DeformConv2d, xl:
 }
 
 /// Sample positions of one pixel: sample `i` at row `hb[i] + off[2i]`, column
-/// `(ox + kx[i]) - pad + off[2i + 1]` (the arithmetic of `corners`' callers). Where all four
-/// bilinear corners lie inside the `hf x wf` image, `iy[i]`/`ix[i]` get the top-left corner and
-/// `wts[i]` the weights times `mask[i]` (in `corners`' order and arithmetic, with the mask in the
-/// row factors); elsewhere `iy[i] = -1`. Branch-free so that it vectorises.
+/// `oxp + kx[i] + off[2i + 1]` (the arithmetic of `corners`' callers). Where all four bilinear
+/// corners lie inside the `hf x wf` image, `pos[i]` gets the index of the top-left corner's pixel
+/// in the stored grid (`wp` pixels per row, counted from the interior origin) and `wts[i]` the weights
+/// times `mask[i]` (in `corners`' order and arithmetic, with the mask in the row factors);
+/// elsewhere `pos[i] < 0`. Branch-free so that it vectorises.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn plan(
     off: &[f32],
     hb: &[f32],
-    kx: &[i32],
+    kx: &[f32],
     mask: &[f32],
-    ox: i32,
-    pad: f32,
+    oxp: f32,
     hf: f32,
     wf: f32,
-    iy: &mut [i32],
-    ix: &mut [i32],
+    wp: i32,
+    pos: &mut [i32],
     wts: &mut [[f32; 4]],
 ) {
-    let n = iy.len();
-    let (off, hb, kx, mask) = (&off[..2 * n], &hb[..n], &kx[..n], &mask[..n]);
-    let (ix, wts) = (&mut ix[..n], &mut wts[..n]);
+    let n = pos.len();
+    let (off, hb, kx, mask, wts) = (&off[..2 * n], &hb[..n], &kx[..n], &mask[..n], &mut wts[..n]);
     for i in 0..n {
         let h = hb[i] + off[2 * i];
-        let w = (ox + kx[i]) as f32 - pad + off[2 * i + 1];
+        let w = oxp + kx[i] + off[2 * i + 1];
         let (hl, wl) = (h.floor(), w.floor());
         let inside = (hl >= 0.0) & (hl + 1.0 < hf) & (wl >= 0.0) & (wl + 1.0 < wf);
         let (lh, lw) = (h - hl, w - wl);
         // The mask joins the row weights (exact for an unmodulated layer's ones).
         let (hh, lh, hw) = ((1.0 - lh) * mask[i], lh * mask[i], 1.0 - lw);
         wts[i] = [hh * hw, hh * lw, lh * hw, lh * lw];
-        // Positions outside (NaN included: its comparisons are false) become -1 and 0 before the
-        // conversion, so every converted value is a small integer and the conversion can be the
-        // plain vector instruction instead of `as`'s saturating scalar sequence.
+        // Positions outside (NaN included: its comparisons are false) become row -1, column 0
+        // before the conversion, so every converted value is a small integer and the conversion
+        // can be the plain vector instruction instead of `as`'s saturating scalar sequence; the
+        // index of (-1, 0) is `-wp`, negative.
         let (fy, fx) = if inside { (hl, wl) } else { (-1.0, 0.0) };
         // SAFETY: `fy`, `fx` are integral, finite and within the image (or -1/0), so in i32 range.
-        unsafe {
-            iy[i] = fy.to_int_unchecked::<i32>();
-            ix[i] = fx.to_int_unchecked::<i32>();
-        }
+        let (iy, ix) = unsafe { (fy.to_int_unchecked::<i32>(), fx.to_int_unchecked::<i32>()) };
+        // In range: `run_raw` checks that the grid has fewer than 2^31 pixels.
+        pos[i] = iy * wp + ix;
     }
 }
 
@@ -519,24 +554,23 @@ fn plan(
 #[inline(always)]
 unsafe fn blend_vec<S: Simd>(s: S, dst: *mut f32, p: [*const f32; 4], w: [f32; 4]) {
     let v = p.map(|q| s.load(q));
-    let acc = s.add(
-        s.add(s.add(s.mul(s.splat(w[0]), v[0]), s.mul(s.splat(w[1]), v[1])), s.mul(s.splat(w[2]), v[2])),
-        s.mul(s.splat(w[3]), v[3]),
-    );
-    s.store(dst, acc);
+    s.store(dst, sum4(s, w.map(|w| s.splat(w)), v));
 }
 
-/// `dst[c] = m · (w0·p0[c] + w1·p1[c] + w2·p2[c] + w3·p3[c])` for `c < len`, summed left to right
-/// as the scalar reference does (no fused multiply-add), so every level gives the same bits.
+/// `w0·v0 + w1·v1 + w2·v2 + w3·v3`, left to right, one multiply and three fused multiply-adds
+/// (so the FMA levels agree bit for bit; the portable level rounds each product).
+#[inline(always)]
+fn sum4<S: Simd>(s: S, w: [S::V; 4], v: [S::V; 4]) -> S::V {
+    s.fma(w[3], v[3], s.fma(w[2], v[2], s.fma(w[1], v[1], s.mul(w[0], v[0]))))
+}
+
+/// `dst[c] = m · (w0·p0[c] + w1·p1[c] + w2·p2[c] + w3·p3[c])` for `c < len`, summed as [`sum4`].
 #[inline(always)]
 unsafe fn blend<S: Simd>(s: S, dst: *mut f32, p: [*const f32; 4], w: [f32; 4], m: Option<f32>, len: usize) {
     let wv = w.map(|w| s.splat(w));
     let mv = m.map(|m| s.splat(m));
     let sum = |v: [S::V; 4]| {
-        let acc = s.add(
-            s.add(s.add(s.mul(wv[0], v[0]), s.mul(wv[1], v[1])), s.mul(wv[2], v[2])),
-            s.mul(wv[3], v[3]),
-        );
+        let acc = sum4(s, wv, v);
         match mv {
             Some(m) => s.mul(m, acc),
             None => acc,
@@ -711,6 +745,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn worker_buffers_carry_nothing_between_layers() {
+        // One worker runs a wide modulated layer (large im2col, sigmoid masks left behind), then
+        // smaller unmodulated ones, then the wide one again: each must match the reference.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| {
+            for (spec, groups, modulated) in [
+                (ConvSpec::same(32, 8, 3), 4, true),
+                (ConvSpec::same(6, 5, 3), 2, false),
+                (ConvSpec::same(16, 7, 1), 8, false),
+                (ConvSpec::same(32, 8, 3), 4, true),
+            ] {
+                check(spec, 5, 7, groups, modulated, BorderRule::Torchvision, 2.0);
+            }
+        });
     }
 
     #[test]
