@@ -194,8 +194,9 @@ impl DeformConv2d {
         let rl = res.map(|r| *r.1);
         let (xl, ol) = (*xl, *ol);
         let this = self;
-        // Work items are runs of up to `chunk` output pixels of one row: each item's im2col stays
-        // in L2 while the GEMM sweeps it once per panel, and two threads get ~1000 items to share.
+        // Work items are runs of up to `chunk` output pixels of one row, whose im2col stays in L2
+        // while the GEMM reads it (DCNv1 64->64 at 320x180: 540 items; runs of 32 to 320 pixels
+        // took the same time, 16 was slower).
         let chunk = chunk_len(k);
         let chunks = yl.w.div_ceil(chunk);
         let samples = self.groups * s.kh * s.kw;
