@@ -82,8 +82,9 @@ impl ConvAlgo {
 
     /// Whether a layer of this geometry runs through the thin-output kernel ([`ThinConv`]): in
     /// `Auto`, stride-1 layers with at most four outputs and enough inputs (the image output
-    /// layers). It computes the direct sum in the GEMM's order, so `Direct` would give the same
-    /// bits; it stays out of `Direct` so that the GEMM path is the one `--conv direct` measures.
+    /// layers). It sums each output in its own order (channels in lanes, then across lanes), the
+    /// same wherever the pixel lies, so tiles still give the untiled bits; `Direct` keeps the
+    /// GEMM's order, the one the tiling guarantee of `--conv direct` is stated for.
     pub fn thin_for(self, spec: &ConvSpec) -> bool {
         self == ConvAlgo::Auto
             && spec.stride == 1
@@ -152,7 +153,7 @@ enum Weights {
         prelu: Option<AlignedVec>,
     },
     Winograd(WinogradConv),
-    /// At most four outputs, pixels in the lanes ([`ThinConv`]).
+    /// At most four outputs, input channels in the lanes ([`ThinConv`]).
     Thin(ThinConv),
     /// Geometry only (planning).
     None,
