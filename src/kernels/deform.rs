@@ -269,7 +269,10 @@ struct Scratch {
     hb: Vec<f32>,
     kx: Vec<f32>,
     pos: Vec<i32>,
-    wts: Vec<[f32; 4]>,
+    /// Bilinear weight `k` (corner order of [`Corners`]) of sample `si` at `wts[k·samples + si]`:
+    /// four runs that the plan stores whole vectors into, where one `[f32; 4]` per sample took
+    /// a transpose of every vector of weights.
+    wts: Vec<f32>,
     /// The masks of the item's pixels, `j·samples + si` (ones for an unmodulated layer).
     mask: Vec<f32>,
 }
@@ -296,7 +299,7 @@ impl Scratch {
         grow(&mut self.hb, samples, 0.0);
         grow(&mut self.kx, samples, 0.0);
         grow(&mut self.pos, samples, 0);
-        grow(&mut self.wts, samples, [0.0; 4]);
+        grow(&mut self.wts, 4 * samples, 0.0);
         grow(&mut self.mask, if modulated { chunk * samples } else { samples }, 1.0);
         if !modulated {
             self.mask[..samples].fill(1.0);
@@ -415,7 +418,7 @@ unsafe fn fill_chunk_simd<S: Simd>(
             wf,
             wp,
             &mut sc.pos[..gk],
-            &mut sc.wts[..gk],
+            &mut sc.wts[..4 * gk],
         );
         let px = Pixel { x, cs, rs, row, cin, cpg, taps, zeros, sc: &*sc, mask, o, oxp: oxf - padf };
         if cpg == S::LANES {
@@ -473,6 +476,7 @@ unsafe fn pixel_blends<S: Simd, const ONE_VEC: bool>(s: S, d: &DeformConv2d, xl:
     let (pos, wts, hb, kx) = (sc.pos.as_ptr(), sc.wts.as_ptr(), sc.hb.as_ptr(), sc.kx.as_ptr());
     let mask = sc.mask.as_ptr().add(mask);
     let rule = d.rule;
+    let gk = d.groups * taps;
     // The corner offsets, opaque to the optimiser: seeing `rs = wp·cs` and `p = pos·cs`, LLVM
     // rewrote `p + rs` and `p + cs` as their own products, four multiplies per sample.
     let (cs1, rs1) = std::hint::black_box((cs, rs));
@@ -489,9 +493,9 @@ unsafe fn pixel_blends<S: Simd, const ONE_VEC: bool>(s: S, d: &DeformConv2d, xl:
                 let p = xg.add(p0 as usize * cs);
                 let ps = [p, p.add(cs1), p.add(rs1), p.add(rs1 + cs1)];
                 if ONE_VEC {
-                    blend_vec(s, dst, ps, *wts.add(si));
+                    blend_vec(s, dst, ps, [0, 1, 2, 3].map(|c| *wts.add(c * gk + si)));
                 } else {
-                    blend(s, dst, ps, *wts.add(si), None, cpg);
+                    blend(s, dst, ps, [0, 1, 2, 3].map(|c| *wts.add(c * gk + si)), None, cpg);
                 }
             } else {
                 let h = *hb.add(si) + *o.add(2 * si);
@@ -511,8 +515,9 @@ unsafe fn pixel_blends<S: Simd, const ONE_VEC: bool>(s: S, d: &DeformConv2d, xl:
 /// Sample positions of one pixel: sample `i` at row `hb[i] + off[2i]`, column
 /// `oxp + kx[i] + off[2i + 1]` (the arithmetic of `corners`' callers). Where all four bilinear
 /// corners lie inside the `hf x wf` image, `pos[i]` gets the index of the top-left corner's pixel
-/// in the stored grid (`wp` pixels per row, counted from the interior origin) and `wts[i]` the weights
-/// times `mask[i]` (in `corners`' order and arithmetic, with the mask in the row factors);
+/// in the stored grid (`wp` pixels per row, counted from the interior origin) and `wts[k·n + i]`
+/// its weight `k` times `mask[i]` (in `corners`' order and arithmetic, with the mask in the row
+/// factors);
 /// elsewhere `pos[i] < 0`. Branch-free so that it vectorises.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -526,10 +531,13 @@ fn plan(
     wf: f32,
     wp: i32,
     pos: &mut [i32],
-    wts: &mut [[f32; 4]],
+    wts: &mut [f32],
 ) {
     let n = pos.len();
-    let (off, hb, kx, mask, wts) = (&off[..2 * n], &hb[..n], &kx[..n], &mask[..n], &mut wts[..n]);
+    let (off, hb, kx, mask) = (&off[..2 * n], &hb[..n], &kx[..n], &mask[..n]);
+    let (w01, w23) = wts[..4 * n].split_at_mut(2 * n);
+    let (w0, w1) = w01.split_at_mut(n);
+    let (w2, w3) = w23.split_at_mut(n);
     for i in 0..n {
         let h = hb[i] + off[2 * i];
         let w = oxp + kx[i] + off[2 * i + 1];
@@ -538,7 +546,7 @@ fn plan(
         let (lh, lw) = (h - hl, w - wl);
         // The mask joins the row weights (exact for an unmodulated layer's ones).
         let (hh, lh, hw) = ((1.0 - lh) * mask[i], lh * mask[i], 1.0 - lw);
-        wts[i] = [hh * hw, hh * lw, lh * hw, lh * lw];
+        (w0[i], w1[i], w2[i], w3[i]) = (hh * hw, hh * lw, lh * hw, lh * lw);
         // Positions outside (NaN included: its comparisons are false) become row -1, column 0
         // before the conversion, so every converted value is a small integer and the conversion
         // can be the plain vector instruction instead of `as`'s saturating scalar sequence; the
