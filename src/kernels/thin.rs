@@ -115,6 +115,22 @@ impl ThinConv {
         yl: &Layout,
         ep: ThinEpilogue,
     ) {
+        self.run_items(x, xl, y, yl, ep, |item, x, y| dispatch(level, self, item, x, y));
+    }
+
+    /// The work items of [`ThinConv::run_raw`], each run by `body` (the level's kernel).
+    ///
+    /// # Safety
+    /// As [`ThinConv::run_raw`]; `body` runs one item of this layer over `x` into `y`.
+    unsafe fn run_items(
+        &self,
+        x: *const f32,
+        xl: &Layout,
+        y: *mut f32,
+        yl: &Layout,
+        ep: ThinEpilogue,
+        body: impl Fn(&Item, *const f32, *mut f32) + Sync,
+    ) {
         assert!(xl.pad >= self.pad, "thin convolution input needs a border of {}", self.pad);
         let (row_items, col_items) = (yl.h.div_ceil(ROWS), yl.w.div_ceil(COLS));
         let (xp, yp) = (SendPtr(x as *mut f32), SendPtr(y));
@@ -134,7 +150,7 @@ impl ThinConv {
                 res,
                 res2,
             };
-            dispatch(level, self, &item, xp.0, yp.0);
+            body(&item, xp.0, yp.0);
         });
     }
 }
@@ -280,6 +296,7 @@ unsafe fn item_co<S: Simd, const CO: usize, const P: usize>(
 mod tests {
     use super::*;
     use crate::kernels::conv::{reference, Conv2d, ConvAlgo, ConvSpec};
+    use crate::kernels::simd::emu::{Emu16, Emu4};
     use crate::kernels::testutil::{act_ref, rand_vec};
     use crate::tensor::Tensor;
 
@@ -311,6 +328,29 @@ mod tests {
             })
             .collect();
         let xt = Tensor::from_hwc(h, w, cin, spec.pad.max(1), &x);
+        // The AVX-512 and NEON lane counts (channel tails, lane sums of 16 and 4), on any host.
+        let thin = ThinConv::new(cin, cout, spec.kh, spec.kw, spec.pad, &wt, Some(&bias), prelu);
+        for lanes in [16, 4] {
+            let mut y = Tensor::zeros(oh, ow, cout, 1);
+            let yl = y.layout;
+            let ep = ThinEpilogue {
+                act,
+                res: (residuals >= 1).then(|| (r1.data.as_ptr(), &r1.layout, 0.5)),
+                res2: (residuals >= 2).then(|| (r2.data.as_ptr(), &r2.layout, 0.25)),
+            };
+            // SAFETY: owned tensors of matching geometry; the residuals are separate tensors.
+            unsafe {
+                thin.run_items(xt.data.as_ptr(), &xt.layout, y.data.as_mut_ptr(), &yl, ep, |it, x, y| {
+                    if lanes == 16 {
+                        item_simd(Emu16::default(), &thin, it, x, y)
+                    } else {
+                        item_simd(Emu4::default(), &thin, it, x, y)
+                    }
+                })
+            };
+            let err = y.to_hwc().iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(err < 1e-5, "{lanes} emulated lanes {spec:?} {h}x{w} {act:?}: max error {err}");
+        }
         for level in CpuLevel::supported() {
             let mut got = Vec::new();
             for algo in [ConvAlgo::Auto, ConvAlgo::Direct] {
