@@ -517,8 +517,7 @@ unsafe fn pixel_blends<S: Simd, const ONE_VEC: bool>(s: S, d: &DeformConv2d, xl:
 /// corners lie inside the `hf x wf` image, `pos[i]` gets the index of the top-left corner's pixel
 /// in the stored grid (`wp` pixels per row, counted from the interior origin) and `wts[k·n + i]`
 /// its weight `k` times `mask[i]` (in `corners`' order and arithmetic, with the mask in the row
-/// factors);
-/// elsewhere `pos[i] < 0`. Branch-free so that it vectorises.
+/// factors); elsewhere `pos[i] < 0`. Branch-free so that it vectorises.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn plan(
