@@ -226,7 +226,7 @@ unsafe fn item_co<S: Simd, const CO: usize, const P: usize>(
             });
             let mut acc = [[zero; P]; CO];
             for t in 0..taps {
-                let (ky, kx) = (t / kw, t - t / kw * kw);
+                let (ky, kx) = (t / kw, t % kw);
                 let at = ky * rs + kx * cs;
                 let wt = wp.add(t * cpad);
                 for cv in 0..full {
