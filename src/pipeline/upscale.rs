@@ -696,7 +696,13 @@ impl Sample for u16 {
 /// which the reference implementations use.
 #[inline]
 pub(crate) fn quantize(v: f32, max: f32) -> f32 {
-    (v.clamp(0.0, 1.0) * max).round_ties_even()
+    // For 0 <= x < 2^23, x + 2^23 keeps no fraction bits: the addition rounds to nearest even
+    // (the default mode) and the subtraction is exact, so this is `round_ties_even` (with -0 as
+    // +0, the same sample; NaN stays NaN), which on the x86-64 baseline (no SSE4.1) is a libm call per sample: 1.3%
+    // of a Set14 batch's samples with the default model, plus the call overhead around it.
+    const SHIFT: f32 = 8_388_608.0;
+    debug_assert!(max < SHIFT);
+    (v.clamp(0.0, 1.0) * max + SHIFT) - SHIFT
 }
 
 /// Where a tile's network input comes from: its run rectangle grown by the network's pre-padding,
@@ -824,4 +830,27 @@ fn store<T: Sample>(dst: &mut [T], c: usize, route: Route, rgb: [f32; 3], max: f
 fn luma(rgb: [f32; 3]) -> f32 {
     let [r, g, b] = rgb.map(|v| v.clamp(0.0, 1.0));
     0.299 * r + 0.587 * g + 0.114 * b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantize;
+
+    /// The rounding trick against `round_ties_even` (equal values; -0 comes out +0): every integer and half-integer
+    /// level of 8- and 16-bit output (the ties), values just off them, out-of-range inputs, NaN.
+    #[test]
+    fn quantize_rounds_half_to_even() {
+        for max in [255.0f32, 65535.0, 1.0, 1023.0] {
+            let want = |v: f32| (v.clamp(0.0, 1.0) * max).round_ties_even();
+            let mut vals = vec![-1.0, -0.0, 0.0, 1.0, 2.0, f32::INFINITY, f32::NEG_INFINITY, 1e-30];
+            for k in 0..=(2.0 * max) as u32 {
+                let v = k as f32 * 0.5 / max;
+                vals.extend([v, f32::from_bits(v.to_bits() + 1), f32::from_bits(v.to_bits().max(1) - 1)]);
+            }
+            for v in vals {
+                assert_eq!(quantize(v, max), want(v), "{v} at max {max}");
+            }
+            assert!(quantize(f32::NAN, max).is_nan());
+        }
+    }
 }
