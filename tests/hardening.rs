@@ -321,6 +321,40 @@ fn fail_fast_stops_at_the_first_failure() {
     assert!(snapshot(&o2).is_empty(), "nothing after the first (bad) input in path order is processed");
 }
 
+/// Outputs are written on a thread of their own while the next image computes: a write that fails
+/// (here a directory where an output file must go, with `--overwrite` so it is not skipped) is
+/// reported for its own input, the batch carries on past it, and `--fail-fast` writes nothing
+/// after it.
+#[test]
+fn a_failed_write_is_its_own_inputs_failure() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("in");
+    // In path order: a/deeper/img001, b/img000, b/img003, img002.
+    image_tree(&input, 4, 16);
+    let model = small_model();
+    let go = |out: &Path, extra: &[&str]| {
+        std::fs::create_dir_all(out.join("b/img000.png")).unwrap();
+        std::fs::write(out.join("b/img000.png/in the way"), b"x").unwrap();
+        let mut a = vec!["upscale", "-m", &model, s(&input), "-o", s(out), "-q", "--overwrite"];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let names =
+        |out: &Path| snapshot(out).into_keys().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>();
+    let o1 = d.path().join("o1");
+    let carry_on = go(&o1, &[]);
+    assert!(!carry_on.status.success());
+    let err = String::from_utf8_lossy(&carry_on.stderr);
+    assert!(err.contains("1 of 4 inputs failed") && err.contains("img000.png"), "{err}");
+    let written = ["a/deeper/img001.png", "b/img000.png/in the way", "b/img003.png", "img002.png"];
+    assert_eq!(names(&o1), written, "{err}");
+    let o2 = d.path().join("o2");
+    let fast = go(&o2, &["--fail-fast"]);
+    assert!(!fast.status.success());
+    assert!(String::from_utf8_lossy(&fast.stderr).contains("first failure"));
+    assert_eq!(names(&o2), written[..2], "nothing is written after the failed write");
+}
+
 /// The union of `n` shards run as `n` concurrent processes into one directory.
 fn run_shards(n: usize, args_for: &dyn Fn(usize) -> Vec<String>) {
     let children: Vec<_> = (0..n)

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use superres::io::image::{self as img, DecodeLimits, EncodeOptions, OutFormat};
 use superres::pipeline::batch::{self, Job, Sink, Source};
-use superres::pipeline::{AlphaMode, Chain, UpscaleOptions, Upscaler};
+use superres::pipeline::{AlphaMode, Chain, OutputImage, UpscaleOptions, Upscaler};
 use superres::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -132,55 +132,120 @@ pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
     let limits = DecodeLimits { max_pixels: a.max_pixels.unwrap_or(DecodeLimits::default().max_pixels) };
 
     let mut progress = Progress::new(a.json, a.quiet, jobs.len());
-    let (mut done, mut skipped, mut failed) = (0, 0, 0);
-    let mut first_error: Option<Error> = None;
-    for job in &jobs {
-        let (src, dst) = (job.source.display(), job.sink.display());
-        if let Sink::File(p) = &job.sink {
-            if p.exists() && !a.overwrite {
-                skipped += 1;
-                progress.file(&src, &dst, "skipped", 0.0, None);
-                continue;
+    let mut tally =
+        Tally { single: jobs.len() == 1 && shard.count == 1, fail_fast: a.fail_fast, ..Tally::default() };
+    // Encoding and writing run on a thread of their own, one image behind the network, so that a
+    // batch's compression and file writes overlap the next image's compute instead of leaving a
+    // core idle. At most one image waits to be written; outcomes are reported in job order.
+    std::thread::scope(|scope| -> Result<()> {
+        let (to_writer, writer_jobs) =
+            std::sync::mpsc::sync_channel::<(usize, f64, OutputImage, EncodeOptions)>(0);
+        let (writer_tx, written) = std::sync::mpsc::channel::<(usize, f64, Result<()>)>();
+        let jobs = &jobs;
+        scope.spawn(move || {
+            for (i, secs, out, eo) in writer_jobs {
+                let t = Instant::now();
+                let r = write_output(&jobs[i], &out, &eo);
+                if writer_tx.send((i, secs + t.elapsed().as_secs_f64(), r)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut pending = false;
+        let collect = |tally: &mut Tally, progress: &mut Progress, pending: &mut bool| -> Result<()> {
+            if std::mem::take(pending) {
+                let (i, secs, r) = written.recv().map_err(|_| writer_stopped())?;
+                tally.settle(progress, &jobs[i], secs, r)?;
+            }
+            Ok(())
+        };
+        for (i, job) in jobs.iter().enumerate() {
+            if let Sink::File(p) = &job.sink {
+                if p.exists() && !a.overwrite {
+                    collect(&mut tally, &mut progress, &mut pending)?;
+                    tally.skipped += 1;
+                    progress.file(&job.source.display(), &job.sink.display(), "skipped", 0.0, None);
+                    continue;
+                }
+            }
+            let t0 = Instant::now();
+            let r = compute(&mut up, job, &limits, a.quality, &mut progress);
+            let secs = t0.elapsed().as_secs_f64();
+            collect(&mut tally, &mut progress, &mut pending)?;
+            match r {
+                Ok((out, eo)) => {
+                    to_writer.send((i, secs, out, eo)).map_err(|_| writer_stopped())?;
+                    pending = true;
+                }
+                Err(Error::Interrupted) => return Err(Error::Interrupted),
+                Err(e) => tally.settle(&mut progress, job, secs, Err(e))?,
             }
         }
-        let t0 = Instant::now();
-        match process(&mut up, job, &limits, a.quality, &mut progress) {
-            Ok(()) => {
-                done += 1;
-                progress.file(&src, &dst, "done", t0.elapsed().as_secs_f64(), None);
-            }
-            Err(Error::Interrupted) => return Err(Error::Interrupted),
-            Err(e) => {
-                failed += 1;
-                progress.file(&src, &dst, "failed", t0.elapsed().as_secs_f64(), Some(&e.to_string()));
-                if jobs.len() == 1 && shard.count == 1 {
-                    return Err(e);
-                }
-                if a.fail_fast {
-                    progress.summary(done, skipped, failed);
-                    eprintln!("error: stopped at the first failure (--fail-fast)");
-                    return Err(e);
-                }
-                report(&e);
-                first_error.get_or_insert(e);
-            }
+        collect(&mut tally, &mut progress, &mut pending)
+    })
+    .inspect_err(|_| {
+        if tally.fail_fast && !tally.single && tally.failed > 0 {
+            progress.summary(tally.done, tally.skipped, tally.failed);
+            eprintln!("error: stopped at the first failure (--fail-fast)");
         }
-    }
-    progress.summary(done, skipped, failed);
-    if failed > 0 {
-        eprintln!("error: {failed} of {} inputs failed", jobs.len());
-        return Ok(ExitCode::from(first_error.map_or(1, |e| e.exit_code().clamp(1, 255) as u8)));
+    })?;
+    progress.summary(tally.done, tally.skipped, tally.failed);
+    if tally.failed > 0 {
+        eprintln!("error: {} of {} inputs failed", tally.failed, jobs.len());
+        return Ok(ExitCode::from(tally.first_error.map_or(1, |e| e.exit_code().clamp(1, 255) as u8)));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn process(
+fn writer_stopped() -> Error {
+    Error::io("<image writer>", std::io::Error::other("the writer thread stopped"))
+}
+
+/// Counts of a batch and how a finished job is reported.
+#[derive(Default)]
+struct Tally {
+    done: usize,
+    skipped: usize,
+    failed: usize,
+    first_error: Option<Error>,
+    /// One input, not sharded: its error is the command's error.
+    single: bool,
+    fail_fast: bool,
+}
+
+impl Tally {
+    /// Report job `job`'s outcome; an error that must end the run (the only input's, or any
+    /// under `--fail-fast`) is returned.
+    fn settle(&mut self, progress: &mut Progress, job: &Job, secs: f64, r: Result<()>) -> Result<()> {
+        let (src, dst) = (job.source.display(), job.sink.display());
+        match r {
+            Ok(()) => {
+                self.done += 1;
+                progress.file(&src, &dst, "done", secs, None);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed += 1;
+                progress.file(&src, &dst, "failed", secs, Some(&e.to_string()));
+                if self.single || self.fail_fast {
+                    return Err(e);
+                }
+                report(&e);
+                self.first_error.get_or_insert(e);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Decode `job`'s input and run the network: the output image and how to encode it.
+fn compute(
     up: &mut Chain,
     job: &Job,
     limits: &DecodeLimits,
     quality: Option<u8>,
     progress: &mut Progress,
-) -> Result<()> {
+) -> Result<(OutputImage, EncodeOptions)> {
     let decoded = match &job.source {
         Source::File(p) => img::decode_file(p, limits)?,
         Source::Stdin => {
@@ -200,16 +265,21 @@ fn process(
     warn_recompute(up, &name, decoded.width, decoded.height);
     let start = Instant::now();
     let out = up.upscale_with_progress(&decoded.view(), &mut |d, t| progress.tiles(&name, d, t, start))?;
+    Ok((out, eo))
+}
+
+/// Encode `out` and write it where `job` says (files atomically).
+fn write_output(job: &Job, out: &OutputImage, eo: &EncodeOptions) -> Result<()> {
     match &job.sink {
         Sink::File(p) => {
             if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
-            img::write_image_atomic(p, &out.view(), &eo)
+            img::write_image_atomic(p, &out.view(), eo)
         }
         Sink::Stdout => {
             let mut buf = Vec::new();
-            img::encode_to_writer(&mut buf, &out.view(), &eo)?;
+            img::encode_to_writer(&mut buf, &out.view(), eo)?;
             let mut so = std::io::stdout().lock();
             so.write_all(&buf).and_then(|_| so.flush()).map_err(|e| Error::io("<stdout>", e))
         }
