@@ -34,7 +34,10 @@ if [ "\$(cd "\$src" 2>/dev/null && pwd -P)" != "\$(pwd -P)" ]; then
     [ -e "\$src" ] && { echo "\$src exists and is not this checkout: run from it or move it" >&2; exit 2; }
     mkdir -p "\$(dirname "\$src")" && ln -s "\$repo" "\$src"
 fi
-if [ "\$here/superres" != "\$exe" ]; then
+# Never over a binary already there (on the build machine, the unstripped build output).
+if [ -e "\$exe" ]; then
+    echo "using the superres already at \$exe"
+else
     mkdir -p "\$(dirname "\$exe")" && cp "\$here/superres" "\$exe"
 fi
 grep -m1 'model name' /proc/cpuinfo
