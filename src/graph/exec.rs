@@ -74,6 +74,16 @@ impl Graph {
         fill: &mut dyn FnMut(usize, &mut [f32], &Layout),
         read: &mut dyn FnMut(usize, &[f32], &Layout),
     ) {
+        super::on_pool(|| self.run_multi_here(plan, arena, fill, read))
+    }
+
+    fn run_multi_here(
+        &self,
+        plan: &Plan,
+        arena: &mut Arena,
+        fill: &mut dyn FnMut(usize, &mut [f32], &Layout),
+        read: &mut dyn FnMut(usize, &[f32], &Layout),
+    ) {
         arena.prepare(plan);
         let ptrs: Vec<*mut f32> = arena.slots.iter_mut().map(|s| s.as_mut_ptr()).collect();
         let scratch = arena.scratch.as_mut_ptr();

@@ -426,6 +426,16 @@ impl Graph {
         fill: &mut FillRows,
         emit: &mut EmitRows,
     ) -> Result<()> {
+        super::on_pool(|| self.stream_here(plan, arena, fill, emit))
+    }
+
+    fn stream_here(
+        &self,
+        plan: &StreamPlan,
+        arena: &mut StreamArena,
+        fill: &mut FillRows,
+        emit: &mut EmitRows,
+    ) -> Result<()> {
         assert_eq!(plan.outputs.len(), self.nodes().len(), "a stream plan of another graph");
         let nv = plan.cap.len();
         if arena.bufs.len() < nv {
