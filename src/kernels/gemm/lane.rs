@@ -15,7 +15,7 @@
 //! Only aarch64 runs it natively; elsewhere only the tests run it (on an emulated 4-lane vector).
 #![cfg_attr(not(any(test, target_arch = "aarch64")), allow(dead_code))]
 
-use super::ukernel::{epilogue, Out};
+use super::ukernel::{epilogue, store_bare, Out};
 use super::{Line, Ops, Shape};
 use crate::kernels::simd::LaneFma;
 
@@ -98,6 +98,10 @@ unsafe fn tile<S: LaneFma, const R: usize, const V: usize>(
             }
             bp = bp.add(rem * nb);
         }
+    }
+    if o.is_bare(V * S::LANES) {
+        store_bare::<S, R, V>(s, &acc, o);
+        return;
     }
     // Spill with constant indices only, as in `ukernel::tile`, so `acc` stays in registers.
     let mut t = [[s.zero(); V]; R];
