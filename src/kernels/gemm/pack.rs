@@ -21,6 +21,25 @@ impl PackedB {
         Self::pack_shape(Shape::of(level), k, n, get)
     }
 
+    /// Pack a row-major `B[k x n]` (`src.len() == k * n`) for `level`, a row segment at a time.
+    pub fn from_rows(level: CpuLevel, k: usize, n: usize, src: &[f32]) -> Self {
+        assert_eq!(src.len(), k * n, "B must be k x n");
+        let shape = Shape::of(level);
+        let mut p = PackedB { shape, k, n, data: AlignedVec::zeros(0) };
+        let mut data = AlignedVec::zeros(p.panels_len());
+        let d = data.as_mut_slice();
+        for pi in 0..p.panels() {
+            let (start, width) = (p.panel_start(pi), p.panel_width(pi));
+            let n0 = pi * shape.nr;
+            let cols = width.min(n - n0);
+            for (kk, row) in src.chunks_exact(n).enumerate() {
+                d[start + kk * width..][..cols].copy_from_slice(&row[n0..n0 + cols]);
+            }
+        }
+        p.data = data;
+        p
+    }
+
     pub(crate) fn pack_shape(shape: Shape, k: usize, n: usize, get: impl Fn(usize, usize) -> f32) -> Self {
         let mut p = PackedB { shape, k, n, data: AlignedVec::zeros(0) };
         let mut data = AlignedVec::zeros(p.panels_len());

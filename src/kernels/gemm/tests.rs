@@ -347,6 +347,26 @@ fn public_sgemm_matches_reference() {
     }
 }
 
+#[test]
+fn packing_from_rows_equals_packing_by_element() {
+    for level in [CpuLevel::Portable, CpuLevel::Avx2, CpuLevel::Avx512, CpuLevel::Neon] {
+        for (k, n) in [(1, 1), (3, 5), (9, 16), (7, 33), (64, 64), (5, 70)] {
+            let src = rand_vec(k * n, (k * 100 + n) as u64);
+            let a = PackedB::pack(level, k, n, |kk, c| src[kk * n + c]);
+            let b = PackedB::from_rows(level, k, n, &src);
+            assert_eq!((a.bytes(), a.panels()), (b.bytes(), b.panels()));
+            // SAFETY: both buffers hold bytes() bytes from their first panel's start.
+            let (da, db) = unsafe {
+                (
+                    std::slice::from_raw_parts(a.panel_ptr(0), a.bytes() / 4),
+                    std::slice::from_raw_parts(b.panel_ptr(0), b.bytes() / 4),
+                )
+            };
+            assert!(da.iter().zip(db).all(|(x, y)| x.to_bits() == y.to_bits()), "{level} {k}x{n}");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
     #[test]
