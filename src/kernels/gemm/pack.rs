@@ -24,7 +24,22 @@ impl PackedB {
     /// Pack a row-major `B[k x n]` (`src.len() == k * n`) for `level`, a row segment at a time.
     pub fn from_rows(level: CpuLevel, k: usize, n: usize, src: &[f32]) -> Self {
         assert_eq!(src.len(), k * n, "B must be k x n");
-        let shape = Shape::of(level);
+        Self::build(Shape::of(level), k, n, |kk, n0, dst| {
+            dst.copy_from_slice(&src[kk * n + n0..][..dst.len()])
+        })
+    }
+
+    pub(crate) fn pack_shape(shape: Shape, k: usize, n: usize, get: impl Fn(usize, usize) -> f32) -> Self {
+        Self::build(shape, k, n, |kk, n0, dst| {
+            for (j, v) in dst.iter_mut().enumerate() {
+                *v = get(kk, n0 + j);
+            }
+        })
+    }
+
+    /// The panels, each row's valid columns written by `row(kk, n0, dst)`: row `kk` of B from
+    /// column `n0`, `dst.len()` columns; the padding stays zero.
+    fn build(shape: Shape, k: usize, n: usize, row: impl Fn(usize, usize, &mut [f32])) -> Self {
         let mut p = PackedB { shape, k, n, data: AlignedVec::zeros(0) };
         let mut data = AlignedVec::zeros(p.panels_len());
         let d = data.as_mut_slice();
@@ -32,25 +47,8 @@ impl PackedB {
             let (start, width) = (p.panel_start(pi), p.panel_width(pi));
             let n0 = pi * shape.nr;
             let cols = width.min(n - n0);
-            for (kk, row) in src.chunks_exact(n).enumerate() {
-                d[start + kk * width..][..cols].copy_from_slice(&row[n0..n0 + cols]);
-            }
-        }
-        p.data = data;
-        p
-    }
-
-    pub(crate) fn pack_shape(shape: Shape, k: usize, n: usize, get: impl Fn(usize, usize) -> f32) -> Self {
-        let mut p = PackedB { shape, k, n, data: AlignedVec::zeros(0) };
-        let mut data = AlignedVec::zeros(p.panels_len());
-        let d = data.as_mut_slice();
-        for pi in 0..p.panels() {
-            let (start, width) = (p.panel_start(pi), p.panel_width(pi));
-            let n0 = pi * shape.nr;
             for kk in 0..k {
-                for j in 0..width.min(n - n0) {
-                    d[start + kk * width + j] = get(kk, n0 + j);
-                }
+                row(kk, n0, &mut d[start + kk * width..][..cols]);
             }
         }
         p.data = data;
