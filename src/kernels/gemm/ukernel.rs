@@ -79,6 +79,9 @@ impl Out {
 /// Floats per cache line, the step of the A look-ahead prefetch.
 pub(crate) const LINE_FLOATS: usize = 16;
 
+/// The `pf` argument of [`tile`] that prefetches nothing.
+pub(crate) const NO_PREFETCH: (*const f32, usize) = (std::ptr::null(), 0);
+
 /// MR x (NV·LANES) tile: accumulate over all K segments, then run the epilogue and store.
 /// `pf` is `(first line, count)` of the cache lines to prefetch, one per four K steps (the line
 /// driver's look-ahead on dense A; a count of 0 for none).
@@ -294,6 +297,7 @@ macro_rules! line_driver {
         // 0.74-0.83 -> 0.84-0.95 on one thread and 0.69-0.83 -> 0.78-0.93 on two;
         // 57600x64x576 0.67-0.84 -> 0.71-0.94. Conv A (several segments, overlapping rows)
         // is mostly in cache already and gets none.
+        use crate::kernels::gemm::ukernel::{LINE_FLOATS, NO_PREFETCH};
         let dense = segs.len() == 1 && line.a_rs >= seg_len as isize && line.a_rs <= 2 * seg_len as isize;
         let panel_bytes = segs.len() * seg_len * nr * std::mem::size_of::<f32>();
         let group = (crate::kernels::gemm::PANEL_GROUP_BYTES / panel_bytes.max(1)).max(1);
@@ -305,14 +309,14 @@ macro_rules! line_driver {
                 let next = (line.m - i - $mr).min($mr);
                 let (pf0, per) = if dense && next > 0 {
                     let floats = (next - 1) * line.a_rs as usize + seg_len;
-                    let lines = floats.div_ceil(crate::kernels::gemm::ukernel::LINE_FLOATS) + 1;
+                    let lines = floats.div_ceil(LINE_FLOATS) + 1;
                     (a_at(i + $mr).offset(segs[0]), lines.div_ceil(g1 - g0))
                 } else {
-                    (std::ptr::null(), 0)
+                    NO_PREFETCH
                 };
                 for p in g0..g1 {
                     let o = out_at(p, nr, i);
-                    let pf = (pf0.wrapping_add((p - g0) * per * crate::kernels::gemm::ukernel::LINE_FLOATS), per);
+                    let pf = (pf0.wrapping_add((p - g0) * per * LINE_FLOATS), per);
                     tile::<$S, $mr, 2>(s, a_at(i), line.a_rs, segs, seg_len, ops.b.panel_ptr(p), &o, pf);
                 }
                 i += $mr;
@@ -320,7 +324,7 @@ macro_rules! line_driver {
             if i < line.m {
                 for p in g0..g1 {
                     let o = out_at(p, nr, i);
-                    tail_rows!(line.m - i, $S, 2, (s, a_at(i), line.a_rs, segs, seg_len, ops.b.panel_ptr(p), &o, (std::ptr::null(), 0)); $($t)*);
+                    tail_rows!(line.m - i, $S, 2, (s, a_at(i), line.a_rs, segs, seg_len, ops.b.panel_ptr(p), &o, NO_PREFETCH); $($t)*);
                 }
             }
             g0 = g1;
@@ -331,11 +335,11 @@ macro_rules! line_driver {
             let b = ops.b.panel_ptr(p);
             let mut i = 0usize;
             while i + $mrn <= line.m {
-                tile::<$S, $mrn, 1>(s, a_at(i), line.a_rs, segs, seg_len, b, &out_at(p, width, i), (std::ptr::null(), 0));
+                tile::<$S, $mrn, 1>(s, a_at(i), line.a_rs, segs, seg_len, b, &out_at(p, width, i), NO_PREFETCH);
                 i += $mrn;
             }
             if i < line.m {
-                tail_rows!(line.m - i, $S, 1, (s, a_at(i), line.a_rs, segs, seg_len, b, &out_at(p, width, i), (std::ptr::null(), 0)); $($tn)*);
+                tail_rows!(line.m - i, $S, 1, (s, a_at(i), line.a_rs, segs, seg_len, b, &out_at(p, width, i), NO_PREFETCH); $($tn)*);
             }
         }
     }};
