@@ -192,24 +192,30 @@ struct TempFile {
 
 impl TempFile {
     fn create(dest: &Path) -> Result<(TempFile, File)> {
-        let tmp = temp_path_for(dest)?;
-        // Created and registered under the registry lock, so a concurrent `remove_all_temps`
-        // either sees and deletes this file or has already closed the registry.
-        let mut paths = REGISTRY.lock();
-        if paths.closed {
-            return Err(Error::Interrupted);
-        }
-        // create_new: never clobber a file that happens to have the same name.
-        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-            Ok(file) => {
-                paths.push(tmp.clone());
-                Ok((TempFile { tmp, dest: dest.to_path_buf(), persisted: false }, file))
+        let mut tries = 0;
+        loop {
+            let tmp = temp_path_for(dest)?;
+            // Created and registered under the registry lock, so a concurrent `remove_all_temps`
+            // either sees and deletes this file or has already closed the registry.
+            let mut paths = REGISTRY.lock();
+            if paths.closed {
+                return Err(Error::Interrupted);
             }
-            Err(e) => {
-                drop(paths);
-                let dir = tmp.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let reason = format!("cannot create a temporary file in '{}': {e}", dir.display());
-                Err(Error::io(dest, io::Error::new(e.kind(), reason)))
+            // create_new: never clobber a file that happens to have the same name. One can exist
+            // with our own pid (a killed earlier run in a container, where pids repeat, is not
+            // stale to `remove_stale_temps`): take the next number.
+            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                Ok(file) => {
+                    paths.push(tmp.clone());
+                    return Ok((TempFile { tmp, dest: dest.to_path_buf(), persisted: false }, file));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 1000 => tries += 1,
+                Err(e) => {
+                    drop(paths);
+                    let dir = tmp.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                    let reason = format!("cannot create a temporary file in '{}': {e}", dir.display());
+                    return Err(Error::io(dest, io::Error::new(e.kind(), reason)));
+                }
             }
         }
     }
@@ -428,6 +434,20 @@ mod tests {
         registry.remove_all();
         assert_eq!(entries(dir.path()), [".b.tmp"]);
         assert!(registry.lock().is_empty());
+    }
+
+    #[test]
+    fn temp_names_already_taken_are_skipped() {
+        // Files left by an earlier process with our pid (containers repeat pids) under the next
+        // numbers this process would use.
+        let dir = tempfile::tempdir().unwrap();
+        let next = NEXT_TEMP.load(Ordering::Relaxed);
+        for n in next..next + 20 {
+            fs::write(dir.path().join(format!(".a.png.superres-{}-{n}.tmp", std::process::id())), b"x")
+                .unwrap();
+        }
+        let (tmp, _file) = TempFile::create(&dir.path().join("a.png")).unwrap();
+        assert_eq!(fs::read(&tmp.tmp).unwrap(), b"", "a fresh file, not one of the old ones");
     }
 
     #[test]
