@@ -8,6 +8,8 @@ openvino (the packages of ../shared/anchors/bench/requirements.txt) and a releas
 
     cargo build --release
     /work/venv/bin/python tools/compare_anchors.py --threads 2 --reps 3 --models edsr_baseline tdan
+    # superres fp32 and bf16 (AMX) against PyTorch's bf16 autocast only:
+    python3 tools/compare_anchors.py --models edsr_baseline rrdbnet --precisions fp32 bf16 --anchors torch_bf16
 
 Weights use the official layouts (tools/srref.py, tools/vsrref.py); the same checkpoint file is
 timed by `superres bench`. Video models: PyTorch and the runtimes run one 5-frame window; superres
@@ -91,7 +93,7 @@ def has_bf16():
         return False
 
 
-def anchors(model, shape, threads, reps, warmup, tmp, name):
+def anchors(model, shape, threads, reps, warmup, tmp, name, only):
     torch.set_num_threads(threads)
     model = FirstOutput(model).eval()
     x = torch.rand(*shape)
@@ -103,13 +105,16 @@ def anchors(model, shape, threads, reps, warmup, tmp, name):
                 return m(xx)
         return f
 
-    res["torch_eager"] = timeit(torch_run(model, x), reps, warmup)
-    if x.dim() == 4:
+    if "torch_eager" in only:
+        res["torch_eager"] = timeit(torch_run(model, x), reps, warmup)
+    if x.dim() == 4 and "torch_channels_last" in only:
         mcl = model.to(memory_format=torch.channels_last)
         res["torch_channels_last"] = timeit(torch_run(mcl, x.contiguous(memory_format=torch.channels_last)), reps, warmup)
         model = model.to(memory_format=torch.contiguous_format)
-    if has_bf16():
+    if has_bf16() and "torch_bf16" in only:
         res["torch_bf16"] = timeit(torch_run(model, x, bf16=True), reps, warmup)
+    if not {"onnxruntime", "openvino"} & set(only):
+        return res
     onnx_path = os.path.join(tmp, f"{name}.onnx")
     try:
         torch.onnx.export(model, (x,), onnx_path, opset_version=19, input_names=["x"], output_names=["y"], dynamo=False)
@@ -121,7 +126,7 @@ def anchors(model, shape, threads, reps, warmup, tmp, name):
             print(f"  onnx export failed: {repr(e2)[:200]}", file=sys.stderr)
             onnx_path = None
     xi = x.numpy()
-    if onnx_path:
+    if onnx_path and "onnxruntime" in only:
         try:
             import onnxruntime as ort
 
@@ -132,6 +137,8 @@ def anchors(model, shape, threads, reps, warmup, tmp, name):
             res["onnxruntime"] = timeit(lambda: sess.run(None, {"x": xi}), reps, warmup)
         except Exception as e:  # noqa: BLE001
             print(f"  onnxruntime failed: {repr(e)[:200]}", file=sys.stderr)
+    if "openvino" not in only:
+        return res
     try:
         import openvino as ov
 
@@ -150,9 +157,13 @@ def anchors(model, shape, threads, reps, warmup, tmp, name):
     return res
 
 
-def ours(ckpt, threads, reps, warmup):
+ANCHORS = ["torch_eager", "torch_channels_last", "torch_bf16", "onnxruntime", "openvino"]
+
+
+def ours(ckpt, threads, reps, warmup, precision):
     out = subprocess.run([BIN, "bench", "-m", ckpt, "--size", "320x180", "--threads", str(threads), "--reps", str(reps),
-                          "--warmup", str(warmup), "--json"], check=True, capture_output=True, text=True)
+                          "--warmup", str(warmup), "--precision", precision, "--json"],
+                         check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
 
@@ -162,6 +173,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                    help="superres --precision values to time (bf16 runs fp32 where the CPU has no AMX)")
+    ap.add_argument("--anchors", nargs="+", default=ANCHORS, choices=ANCHORS, help="which other tools to time")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
     if not os.path.exists(BIN):
@@ -172,19 +186,23 @@ def main():
             model, ckpt_obj, shape = build(name)
             ckpt = os.path.join(tmp, f"{name}.pth")
             torch.save(ckpt_obj, ckpt)
-            print(f"== {name}: superres", file=sys.stderr)
-            us = ours(ckpt, a.threads, a.reps, a.warmup)
+            ums = {}
+            for p in a.precisions:
+                print(f"== {name}: superres {p}", file=sys.stderr)
+                ums[p] = ours(ckpt, a.threads, a.reps, a.warmup, p)
             print(f"== {name}: anchors", file=sys.stderr)
-            an = anchors(model, shape, a.threads, a.reps, a.warmup, tmp, name)
-            rows.append({"model": name, "superres": us, "anchors": an})
-            mine = us["median_s"]
+            an = anchors(model, shape, a.threads, a.reps, a.warmup, tmp, name, a.anchors)
+            rows.append({"model": name, "superres": ums[a.precisions[0]], "superres_by_precision": ums, "anchors": an})
             print(f"\n{name} ({a.threads} threads, input 320x180{' x5 frames' if len(shape) == 5 else ''}):")
-            print(f"  superres              {mine:8.3f} s" + (f"   (streamed: {us['stream_per_frame_median_s']:.3f} s per frame)" if "stream_per_frame_median_s" in us else ""))
-            for k, v in an.items():
-                line = f"  {k:<21} {v:8.3f} s   superres/{k} = {mine / v:.2f}"
-                if "stream_per_frame_median_s" in us:
-                    line += f", streamed/{k} = {us['stream_per_frame_median_s'] / v:.2f}"
-                print(line)
+            for p, us in ums.items():
+                mine = us["median_s"]
+                who = "superres" if p == "fp32" else f"superres {p}"
+                print(f"  {who:<21} {mine:8.3f} s" + (f"   (streamed: {us['stream_per_frame_median_s']:.3f} s per frame)" if "stream_per_frame_median_s" in us else ""))
+                for k, v in an.items():
+                    line = f"  {k:<21} {v:8.3f} s   {who}/{k} = {mine / v:.2f}"
+                    if "stream_per_frame_median_s" in us:
+                        line += f", streamed/{k} = {us['stream_per_frame_median_s'] / v:.2f}"
+                    print(line)
             sys.stdout.flush()
     if a.json:
         with open(a.json, "w") as f:

@@ -63,6 +63,8 @@ fn describe(node: &Node, x: &Layout, y: &Layout) -> (String, u64) {
                 "winograd"
             } else if conv.is_thin() {
                 "thin"
+            } else if conv.is_bf16() {
+                "bf16-amx"
             } else {
                 "direct"
             };

@@ -5,6 +5,7 @@
 //! Every output value is accumulated over K in the same order whatever the image size, tile
 //! position or thread count, so tiled and untiled runs agree bit for bit.
 
+use super::bf16::{amx_available, Bf16Conv};
 use super::gemm::{pad_channels, run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr};
 use super::thin::{ThinConv, ThinEpilogue};
 use super::winograd::WinogradConv;
@@ -62,12 +63,18 @@ impl ConvSpec {
 ///
 /// `Winograd` forces it on every 3x3 stride-1 layer whatever its channels (for tests and
 /// measurements).
+///
+/// `Bf16` (`--precision bf16`) is `Auto` except that, where the CPU has AMX-BF16, the stride-1
+/// "same" convolutions with at least 16 channels in and out run as direct sums of bf16 operands
+/// in fp32 ([`Bf16Conv`]), with the operands' 8-bit significands as the error. Elsewhere it is
+/// `Auto`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvAlgo {
     Direct,
     #[default]
     Auto,
     Winograd,
+    Bf16,
 }
 
 impl ConvAlgo {
@@ -86,7 +93,7 @@ impl ConvAlgo {
     /// same wherever the pixel lies, so tiles still give the untiled bits; `Direct` keeps the
     /// GEMM's order, the one the tiling guarantee of `--conv direct` is stated for.
     pub fn thin_for(self, spec: &ConvSpec) -> bool {
-        self == ConvAlgo::Auto
+        matches!(self, ConvAlgo::Auto | ConvAlgo::Bf16)
             && spec.stride == 1
             && spec.cout <= super::thin::MAX_COUT
             && spec.cin >= WINOGRAD_MIN_CHANNELS
@@ -100,9 +107,20 @@ impl ConvAlgo {
         let pays = spec.cin >= WINOGRAD_MIN_CHANNELS;
         match self {
             ConvAlgo::Direct => false,
-            ConvAlgo::Auto => fits && pays && !self.thin_for(spec),
+            ConvAlgo::Auto | ConvAlgo::Bf16 => fits && pays && !self.thin_for(spec),
             ConvAlgo::Winograd => fits,
         }
+    }
+
+    /// Whether networks built for `level` with this choice run any layer in bf16.
+    pub fn bf16_active(self, level: CpuLevel) -> bool {
+        self == ConvAlgo::Bf16 && amx_available(level)
+    }
+
+    /// Whether a layer of this geometry built for `level` runs in bf16 on AMX (this is checked
+    /// before [`ConvAlgo::winograd_for`]).
+    pub fn bf16_for(self, level: CpuLevel, spec: &ConvSpec) -> bool {
+        self.bf16_active(level) && !self.thin_for(spec) && Bf16Conv::fits(spec)
     }
 }
 
@@ -131,6 +149,7 @@ impl std::fmt::Display for ConvAlgo {
             ConvAlgo::Direct => "direct",
             ConvAlgo::Auto => "auto",
             ConvAlgo::Winograd => "winograd",
+            ConvAlgo::Bf16 => "bf16",
         })
     }
 }
@@ -155,6 +174,8 @@ enum Weights {
     Winograd(WinogradConv),
     /// At most four outputs, input channels in the lanes ([`ThinConv`]).
     Thin(ThinConv),
+    /// bf16 operands on AMX tiles ([`Bf16Conv`]).
+    Bf16(Bf16Conv),
     /// Geometry only (planning).
     None,
 }
@@ -193,6 +214,10 @@ impl Conv2d {
             let t = ThinConv::new(cin, cout, kh, kw, spec.pad, weight, bias, prelu);
             return Conv2d { spec, level, act, w: Arc::new(Weights::Thin(t)) };
         }
+        if algo.bf16_for(level, &spec) {
+            let w = Bf16Conv::new(level, &spec, weight, bias, prelu);
+            return Conv2d { spec, level, act, w: Arc::new(Weights::Bf16(w)) };
+        }
         if algo.winograd_for(&spec) {
             let w = WinogradConv::new(level, cin, cout, weight, bias, prelu);
             return Conv2d { spec, level, act, w: Arc::new(Weights::Winograd(w)) };
@@ -215,6 +240,7 @@ impl Conv2d {
             Weights::Direct { prelu, .. } => prelu.is_some(),
             Weights::Winograd(w) => w.has_prelu(),
             Weights::Thin(t) => t.has_prelu(),
+            Weights::Bf16(b) => b.has_prelu(),
             Weights::None => true,
         };
         assert!(act != Activation::PRelu || has_slopes, "PReLU needs slopes");
@@ -237,6 +263,11 @@ impl Conv2d {
     /// Whether this layer runs through Winograd.
     pub fn is_winograd(&self) -> bool {
         matches!(*self.w, Weights::Winograd(_))
+    }
+
+    /// Whether this layer runs in bf16 on AMX.
+    pub fn is_bf16(&self) -> bool {
+        matches!(*self.w, Weights::Bf16(_))
     }
 
     /// Whether this layer runs through the thin-output kernel.
@@ -266,6 +297,7 @@ impl Conv2d {
             Weights::Direct { b, .. } => b.bytes(),
             Weights::Winograd(w) => w.bytes(),
             Weights::Thin(t) => t.bytes(),
+            Weights::Bf16(b) => b.bytes(),
             Weights::None => 0,
         }
     }
@@ -307,7 +339,8 @@ impl Conv2d {
     /// are whole vectors.
     pub fn writes_shuffled(level: CpuLevel, spec: &ConvSpec, algo: ConvAlgo, r: usize) -> bool {
         let lanes = crate::kernels::gemm::Shape::of(level).lanes;
-        algo.winograd_for(spec)
+        !algo.bf16_for(level, spec)
+            && algo.winograd_for(spec)
             && spec.pad == 1
             && r > 1
             && spec.cout.is_multiple_of(r * r)
@@ -351,6 +384,10 @@ impl Conv2d {
                 if s.pad == 0 { Layout { h: xl.h - 2, w: xl.w - 2, pad: xl.pad + 1, ..*xl } } else { *xl };
             debug_assert_eq!(xv.offset(0, 0), xl.offset(1 - s.pad as isize, 1 - s.pad as isize));
             wc.run_raw(x, &xv, y, yl, self.act, res, res2, 1);
+            return;
+        }
+        if let Weights::Bf16(b) = &*self.w {
+            b.run_raw(x, xl, y, yl, self.act, res, res2);
             return;
         }
         if let Weights::Thin(t) = &*self.w {

@@ -2,6 +2,7 @@
 //! paths are generic over [`simd::Simd`] and instantiated per CPU level.
 
 pub mod attention;
+pub mod bf16;
 pub mod conv;
 pub mod deconv;
 pub mod deform;

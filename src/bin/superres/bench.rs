@@ -87,6 +87,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         "input": [w, h],
         "threads": rayon::current_num_threads(),
         "cpu_level": level.to_string(),
+        "precision": if model.conv_algo().bf16_active(level) { "bf16" } else { "fp32" },
     });
     if a.tiled && model.arch().is_video() {
         return Err(Error::Usage("--tiled times image models; video models run on whole frames".into()));
@@ -154,7 +155,12 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         println!("{out}");
     } else {
         println!("{}", out["arch"].as_str().unwrap_or(""));
-        println!("input {w}x{h}, {} threads, {} level", out["threads"], level);
+        println!(
+            "input {w}x{h}, {} threads, {} level, {}",
+            out["threads"],
+            level,
+            out["precision"].as_str().unwrap_or("")
+        );
         println!("median {:.3} s over {} runs", out["median_s"].as_f64().unwrap_or(0.0), a.reps);
         if let Some(g) = out.get("gflops") {
             println!(

@@ -28,6 +28,7 @@ mod neon;
 mod portable;
 
 pub use pack::PackedB;
+pub(crate) use ukernel::{epilogue, Out};
 
 /// Packed-B bytes of the panels a line driver sweeps together (each MR-row block of A visits all
 /// of them before the next block): small enough to stay in a 512 KiB L2 beside the A rows. On
