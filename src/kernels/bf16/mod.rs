@@ -117,7 +117,8 @@ impl Bf16Conv {
             && spec.cout >= 16
     }
 
-    /// `weight` OIHW; AMX where [`amx_available`] holds for `level`, else the emulated unit.
+    /// `weight` OIHW; AMX where [`amx_available`] holds for `level`, else the emulated unit (plain
+    /// scalar Rust, for tests: the convolution layers only build this where AMX is available).
     pub fn new(
         level: CpuLevel,
         spec: &super::conv::ConvSpec,
