@@ -124,6 +124,25 @@ fn default_model_upscales_the_sample_image() {
 }
 
 #[test]
+fn precision_bf16_runs_or_says_why_not() {
+    let d = tempfile::tempdir().unwrap();
+    let sample = repo().join("assets/sample.png");
+    let out = d.path().join("x.png");
+    // bf16 picks its own kernels: another --conv is a usage error, and nothing is written.
+    let o = run(&["upscale", s(&sample), "-o", s(&out), "--precision", "bf16", "--conv", "direct"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--precision bf16") && stderr(&o).contains("direct"), "{}", stderr(&o));
+    assert!(!out.exists());
+    let o = run(&["upscale", s(&sample), "-o", s(&out), "--precision", "bf16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let amx = superres::kernels::bf16::amx_available(superres::CpuLevel::effective());
+    // Without AMX the run is fp32, and says so.
+    assert_eq!(stderr(&o).contains("running fp32"), !amx, "{}", stderr(&o));
+    let img = decode_file(&out, &DecodeLimits::default()).unwrap();
+    assert_eq!((img.width, img.height), (640, 480));
+}
+
+#[test]
 fn directory_batch_mirrors_skips_and_reports_failures() {
     let d = tempfile::tempdir().unwrap();
     let input = d.path().join("in");
