@@ -218,26 +218,8 @@ impl Bf16Conv {
         self.run_impl(x, xl, y, yl, act, res, res2, &|job, blocks| run_job(self.level, job, blocks));
     }
 
-    /// As [`Bf16Conv::run_raw`] with the epilogue on the vectors `s` (tests: emulated levels).
-    ///
-    /// # Safety
-    /// As [`Bf16Conv::run_raw`].
-    #[cfg(test)]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) unsafe fn run_raw_with<S: Simd>(
-        &self,
-        s: S,
-        x: *const f32,
-        xl: &Layout,
-        y: *mut f32,
-        yl: &Layout,
-        act: Activation,
-        res: Option<(*const f32, &Layout, f32)>,
-        res2: Option<(*const f32, &Layout, f32)>,
-    ) {
-        self.run_impl(x, xl, y, yl, act, res, res2, &|job, blocks| job_body(s, job, blocks));
-    }
-
+    /// The layer with `jobs` running each range of blocks (the level's epilogue in `run_raw`;
+    /// tests pass emulated vectors).
     #[allow(clippy::too_many_arguments)]
     unsafe fn run_impl(
         &self,

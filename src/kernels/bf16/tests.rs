@@ -48,19 +48,13 @@ fn run(
     let r = res.map(|r| (r.data.as_ptr(), &r.layout, 0.5f32));
     // SAFETY: the tensors own buffers of their layouts; the geometry is asserted inside.
     unsafe {
+        let (xp, yp) = (x.data.as_ptr(), y.data.as_mut_ptr());
         if emu16 {
-            conv.run_raw_with::<Emu16>(
-                Emu16::default(),
-                x.data.as_ptr(),
-                &x.layout,
-                y.data.as_mut_ptr(),
-                &yl,
-                act,
-                r,
-                None,
-            );
+            conv.run_impl(xp, &x.layout, yp, &yl, act, r, None, &|job, blocks| {
+                job_body(Emu16::default(), job, blocks)
+            });
         } else {
-            conv.run_raw(x.data.as_ptr(), &x.layout, y.data.as_mut_ptr(), &yl, act, r, None);
+            conv.run_raw(xp, &x.layout, yp, &yl, act, r, None);
         }
     }
     y.to_hwc()
