@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use superres::io::image::{ImageView, Samples, SamplesRef};
 use superres::models::{ConvAlgo, Model, OpenOptions};
+use superres::pipeline::upscale::{MAX_BAND_PIXELS, STREAM_BAND};
 use superres::pipeline::{AlphaMode, Schedule, Staging, UpscaleOptions, Upscaler};
 use superres::CpuLevel;
 
@@ -151,14 +152,20 @@ fn streamed_networks_equal_the_whole_image() {
             let whole = run(m, *scale, &img, plain.clone());
             let whole4 = run(m, *scale, &img4, UpscaleOptions { alpha: AlphaMode::Model, ..plain });
             // Stripes: the whole width, narrower than the receptive field, and 16 pixels, the
-            // narrowest the budget may choose.
-            for stripe in [0, 7, 16] {
-                let opts =
-                    UpscaleOptions { tile: stripe, staging: Staging::Stream, ..UpscaleOptions::default() };
+            // narrowest the budget may choose; bands of 12 rows, chosen (the image's height
+            // rounded up to whole bands of 12: the budget has room), and 5.
+            for (stripe, band) in [(0, 12), (7, 0), (16, 5)] {
+                let opts = UpscaleOptions {
+                    tile: stripe,
+                    staging: Staging::Stream,
+                    stream_band: band,
+                    ..UpscaleOptions::default()
+                };
                 let up = Upscaler::new(m.build(CpuLevel::effective(), *scale).unwrap(), opts.clone());
-                assert_eq!(up.schedule(h, w), Schedule::Streamed(stripe), "{}", m.arch());
+                let want = Schedule::Streamed { stripe, band: if band > 0 { band } else { 36 } };
+                assert_eq!(up.schedule(h, w), want, "{}", m.arch());
                 let streamed = run(m, *scale, &img, opts.clone());
-                let what = format!("{} ({algo}), stripes of {stripe}", m.arch());
+                let what = format!("{} ({algo}), stripes of {stripe}, bands of {band}", m.arch());
                 if algo == ConvAlgo::Winograd {
                     // Each band anchors its Winograd tiles at its first row: rounding only.
                     let d = max_code_diff(&streamed, &whole);
@@ -188,11 +195,43 @@ fn streaming_is_chosen_where_tiles_recompute_more() {
         )
     };
     let (auto, staged) = (up(Staging::Auto), up(Staging::TailTile(16)));
-    let Schedule::Streamed(stripe) = auto.schedule(h, w) else {
+    let Schedule::Streamed { stripe, band } = auto.schedule(h, w) else {
         panic!("expected a streamed schedule: {:?}", auto.schedule(h, w))
     };
     assert!(stripe > 0 && stripe < w, "{stripe}");
     assert!(auto.working_bytes(h, w) <= budget, "{} > {budget}", auto.working_bytes(h, w));
+    assert_eq!(band % STREAM_BAND, 0, "{band}");
+    // The bands are the tallest that fit the budget with these stripes, up to MAX_BAND_PIXELS;
+    // with more room, taller (and the whole width).
+    let with = |budget, stripe, band| {
+        let opts = UpscaleOptions {
+            max_working_bytes: budget,
+            staging: Staging::Stream,
+            tile: stripe,
+            stream_band: band,
+            ..UpscaleOptions::default()
+        };
+        Upscaler::new(net(), opts)
+    };
+    let padded = (stripe + 2 * auto.tile_pad()).min(w);
+    for (budget, stripe, band) in [(budget, stripe, band), (4 * budget, 0, 0)] {
+        let up = with(budget, stripe, band);
+        let band = match up.schedule(h, w) {
+            Schedule::Streamed { band, .. } if band > 0 => band,
+            s => panic!("{s:?}"),
+        };
+        let bytes = up.working_bytes(h, w);
+        assert!(bytes <= budget, "bands of {band}: {bytes} > {budget}");
+        assert_eq!(with(budget, stripe, band).working_bytes(h, w), bytes);
+        // Stripes set (the whole width as one stripe of `w`), as a set band alone would let the
+        // budget narrow them.
+        let (set, pw) = if stripe == 0 { (w, w) } else { (stripe, padded) };
+        let taller = band + STREAM_BAND;
+        assert!(
+            with(budget, set, taller).working_bytes(h, w) > budget || taller * pw > MAX_BAND_PIXELS,
+            "bands of {taller} rows would fit"
+        );
+    }
     // Stripes recompute their side context only; tiles recompute it on all four sides.
     let untiled = net().graph().macs(h, w);
     let (a, s) = (auto.macs(h, w), staged.macs(h, w));

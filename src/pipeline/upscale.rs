@@ -51,6 +51,10 @@ pub struct UpscaleOptions {
     /// Whether networks that split into a body and an upscaling tail are tiled in two stages
     /// (see [`crate::pipeline::staged`]).
     pub staging: Staging,
+    /// Input rows per band of a streamed schedule (a multiple of [`STREAM_BAND`] keeps Winograd
+    /// tiles whole); 0 chooses them from the budget (see [`MAX_BAND_PIXELS`]). Tests and
+    /// measurements.
+    pub stream_band: usize,
 }
 
 /// How an image larger than the budget is cut beyond whole-network tiles: two-stage tiles of
@@ -81,18 +85,28 @@ pub enum Schedule {
     Tiles(usize),
     /// Body and tail tiled apart.
     Staged(StagedTiles),
-    /// The whole network streamed ([`crate::graph::stream`]) down vertical stripes of this many
-    /// owned pixels (0: the whole width) in bands of [`STREAM_BAND`] rows: every row of every
-    /// layer computed once, in memory that does not grow with the image's height.
-    Streamed(usize),
+    /// The whole network streamed ([`crate::graph::stream`]) down vertical stripes of `stripe`
+    /// owned pixels (0: the whole width) in bands of `band` input rows: every row of every layer
+    /// computed once, in memory that does not grow with the image's height.
+    Streamed { stripe: usize, band: usize },
 }
 
-/// Input rows per streamed band: a multiple of both Winograd tile sizes (4 and 6), so that the
-/// convolutions at the input's resolution end on whole tiles. Measured on EDSR-baseline's body
-/// 960 pixels wide, two threads (in-process, alternated, minimum of 3): 12 rows ran as fast per
-/// pixel as whole 320x180 images (6.44 against 6.51 us), 24 rows no faster (6.51), 6 rows 20%
-/// slower (7.85); 12 rows' windows took 82 MiB there.
+/// Input rows per streamed band, and the unit of taller bands: a multiple of both Winograd tile
+/// sizes (4 and 6), so that the convolutions at the input's resolution end on whole tiles.
+/// Measured on EDSR-baseline's body 960 pixels wide, two threads (in-process, alternated,
+/// minimum of 3): 12 rows ran as fast per pixel as whole 320x180 images (6.44 against 6.51 us),
+/// 24 rows no faster (6.51), 6 rows 20% slower (7.85); 12 rows' windows took 82 MiB there.
 pub const STREAM_BAND: usize = 12;
+
+/// Most input pixels per streamed band that [`Upscaler::schedule`] grows bands to where the
+/// budget has room once the stripe is chosen. Narrower stripes pay a fixed cost per layer call
+/// (a parallel loop's start and its last, partly idle, job): realesr-animevideov3 streamed
+/// down 640x360 on two threads (alternated, medians of 3, twice) took 0.92 / 0.95 s in 12-row
+/// bands, 0.86 / 0.89 in 24 (78 MiB, the tallest under the default budget), and with the budget
+/// raised 0.83 / 0.86 in 48 and 0.79 / 0.84 in 96 rows (whole image: 0.77 s); one thread, no
+/// difference. The bands depend on the image and the budget only, never on the thread count,
+/// so that the output (whose Winograd rounding follows the bands) does not either.
+pub const MAX_BAND_PIXELS: usize = 96 * 640;
 
 impl Default for UpscaleOptions {
     fn default() -> Self {
@@ -104,6 +118,7 @@ impl Default for UpscaleOptions {
             depth: None,
             tta: Ensemble::none(),
             staging: Staging::Auto,
+            stream_band: 0,
         }
     }
 }
@@ -157,7 +172,8 @@ pub struct Upscaler {
     arena: Arena,
     plans: HashMap<(usize, usize), Plan>,
     staged: Option<Staged>,
-    stream_plans: HashMap<(usize, usize), StreamPlan>,
+    /// By image height, stripe width (context included) and band height.
+    stream_plans: HashMap<(usize, usize, usize), StreamPlan>,
     stream_arena: StreamArena,
 }
 
@@ -185,8 +201,8 @@ impl Upscaler {
     /// [`Upscaler::schedule`] under a memory budget of `budget` bytes.
     pub fn schedule_under(&self, h: usize, w: usize, budget: usize) -> Schedule {
         if self.opts.staging == Staging::Stream {
-            if let Some(stripe) = self.stripe_under(h, w, budget) {
-                return Schedule::Streamed(stripe);
+            if let Some(streamed) = self.streamed_under(h, w, budget) {
+                return streamed;
             }
         }
         let tiled = self.tiled_under(h, w, budget);
@@ -195,10 +211,9 @@ impl Upscaler {
         }
         // A streamed network recomputes only its stripes' side context; it pays a little where
         // each layer starts and ends its bands, so it is taken where it saves at least 5%.
-        match self.stripe_under(h, w, budget) {
-            Some(stripe) => {
+        match self.streamed_under(h, w, budget) {
+            Some(streamed) => {
                 let cost = self.schedule_macs(h, w, tiled);
-                let streamed = Schedule::Streamed(stripe);
                 if self.schedule_macs(h, w, streamed) <= cost - cost / 20 {
                     streamed
                 } else {
@@ -238,15 +253,16 @@ impl Upscaler {
     }
 
     /// The network's stream plan for an image `h` rows tall and one pixel wide (its windows' rows
-    /// do not depend on the width), where it can be streamed: a local network without
-    /// pre-padding or alignment, every layer streamable, no self-ensemble or set tile pad.
-    fn stream_windows(&self, h: usize) -> Option<StreamPlan> {
+    /// do not depend on the width) in bands of `band` rows, where it can be streamed: a local
+    /// network without pre-padding or alignment, every layer streamable, no self-ensemble or set
+    /// tile pad.
+    fn stream_windows(&self, h: usize, band: usize) -> Option<StreamPlan> {
         let n = &self.net;
         let plain = n.margin() == 0 && n.align() == 1 && n.is_local();
         if !plain || !self.opts.tta.is_plain() || self.opts.tile_pad.is_some() {
             return None;
         }
-        StreamPlan::new(n.graph(), h, 1, STREAM_BAND)
+        StreamPlan::new(n.graph(), h, 1, band)
     }
 
     /// Vertical stripes of `stripe` owned pixels (0: the whole width) with the receptive field's
@@ -261,22 +277,42 @@ impl Upscaler {
         windows.bytes_for_width(pw)
     }
 
-    /// The widest stripes (multiples of 16 pixels, or the whole width) whose windows fit
-    /// `budget` bytes, or the set tile size; `None` where the network cannot be streamed or not
-    /// even 16-pixel stripes fit.
-    fn stripe_under(&self, h: usize, w: usize, budget: usize) -> Option<usize> {
-        let windows = self.stream_windows(h)?;
-        if self.opts.tile > 0 {
-            return Some(self.opts.tile);
-        }
+    /// The streamed schedule under `budget` bytes: the fewest stripes (of one width, a multiple
+    /// of 16 pixels, or the whole width) whose windows fit in bands of [`STREAM_BAND`] rows (or
+    /// the set tile size and band), then the tallest bands, up to [`MAX_BAND_PIXELS`], that
+    /// still fit with those stripes. `None` where the network cannot be streamed or not even 16-pixel stripes
+    /// fit.
+    fn streamed_under(&self, h: usize, w: usize, budget: usize) -> Option<Schedule> {
+        let set_band = self.opts.stream_band;
+        let unit = if set_band > 0 { set_band } else { STREAM_BAND };
+        let windows = self.stream_windows(h, unit)?;
         let fits = |s: usize| self.stream_bytes(&windows, w, s) <= budget;
-        if fits(0) {
-            Some(0)
+        let stripe = if self.opts.tile > 0 {
+            self.opts.tile
+        } else if fits(0) {
+            0
         } else if fits(16) {
-            Some(largest_tile(w, 16, fits))
+            // As many stripes as the widest that fit need, but of one width: the same context
+            // recomputed in less memory (1920x1080 with realesr-animevideov3: two stripes of 960
+            // in 68 MiB instead of 1360 + 560 in 96; as fast within the noise, 7.1-9.4 s against
+            // 7.3-8.9 on two threads), and no narrow last stripe of small layer calls.
+            let widest = largest_tile(w, 16, fits);
+            w.div_ceil(w.div_ceil(widest)).next_multiple_of(16).min(widest)
         } else {
-            None
+            return None;
+        };
+        if set_band > 0 {
+            return Some(Schedule::Streamed { stripe, band: set_band });
         }
+        let pw = self.stripes(w, stripe).iter().map(|t| t.padded_w()).max().unwrap_or(w);
+        // No taller than the image (rounded up to whole bands): a band past it only costs memory.
+        let most = (MAX_BAND_PIXELS / pw).min(h).max(1).div_ceil(STREAM_BAND).max(1);
+        let band = (2..=most)
+            .rev()
+            .map(|k| k * STREAM_BAND)
+            .find(|&b| self.stream_windows(h, b).is_some_and(|p| p.bytes_for_width(pw) <= budget))
+            .unwrap_or(STREAM_BAND);
+        Some(Schedule::Streamed { stripe, band })
     }
 
     /// Multiply-accumulates of a schedule, context recomputation included.
@@ -285,7 +321,7 @@ impl Upscaler {
             (Schedule::Staged(st), Some(s)) => s.macs(h, w, st),
             (Schedule::Staged(_), None) => unreachable!("a staged schedule needs a split network"),
             (Schedule::Tiles(t), _) => self.tiles_macs(&self.tiles_with(h, w, t)),
-            (Schedule::Streamed(stripe), _) => {
+            (Schedule::Streamed { stripe, .. }, _) => {
                 self.stripes(w, stripe).iter().map(|t| self.net.graph().macs(h, t.padded_w())).sum()
             }
         }
@@ -344,7 +380,7 @@ impl Upscaler {
     pub fn tiles_for(&self, h: usize, w: usize) -> usize {
         match (self.schedule(h, w), &self.staged) {
             (Schedule::Staged(st), Some(s)) => s.count(h, w, st),
-            (Schedule::Streamed(stripe), _) => self.stripes(w, stripe).len(),
+            (Schedule::Streamed { stripe, .. }, _) => self.stripes(w, stripe).len(),
             _ => self.tiles(h, w).len(),
         }
     }
@@ -387,8 +423,8 @@ impl Upscaler {
     pub fn working_bytes(&self, h: usize, w: usize) -> usize {
         match (self.schedule(h, w), &self.staged) {
             (Schedule::Staged(st), Some(s)) => return s.working_bytes(h, w, st),
-            (Schedule::Streamed(stripe), _) => {
-                return self.stream_windows(h).map_or(0, |p| self.stream_bytes(&p, w, stripe))
+            (Schedule::Streamed { stripe, band }, _) => {
+                return self.stream_windows(h, band).map_or(0, |p| self.stream_bytes(&p, w, stripe))
             }
             _ => {}
         }
@@ -448,11 +484,11 @@ impl Upscaler {
             passes.push(Route::Alpha);
         }
         let schedule = self.schedule(h, w);
-        if let Schedule::Streamed(stripe) = schedule {
+        if let Schedule::Streamed { stripe, band } = schedule {
             let total = self.stripes(w, stripe).len() * passes.len();
             let mut done = 0;
             for route in passes {
-                self.run_streamed(img, route, &mut samples, stripe, &mut || {
+                self.run_streamed(img, route, &mut samples, (stripe, band), &mut || {
                     done += 1;
                     progress(done, total);
                 })?;
@@ -496,7 +532,7 @@ impl Upscaler {
         img: &ImageView,
         route: Route,
         out: &mut Samples,
-        stripe: usize,
+        (stripe, band): (usize, usize),
         progress: &mut dyn FnMut(),
     ) -> Result<()> {
         let (h, w, c) = (img.height as usize, img.width as usize, img.channels as usize);
@@ -507,9 +543,9 @@ impl Upscaler {
         let edge = Edge { mode: self.net.edge_mode(), margin: 0, h, w };
         for t in self.stripes(w, stripe) {
             cancel::check()?;
-            let key = (h, t.padded_w());
+            let key = (h, t.padded_w(), band);
             if !self.stream_plans.contains_key(&key) {
-                let plan = StreamPlan::new(self.net.graph(), h, key.1, STREAM_BAND)
+                let plan = StreamPlan::new(self.net.graph(), h, key.1, band)
                     .ok_or_else(|| Error::Model("this network cannot be streamed".into()))?;
                 self.stream_plans.insert(key, plan);
             }

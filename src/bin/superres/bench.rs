@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// With --tiled: how the image is cut, as `upscale --two-stage`.
     #[arg(long, default_value = "auto", value_name = "auto|off|stream|N", value_parser = crate::parse_staging, requires = "tiled")]
     pub two_stage: superres::pipeline::Staging,
+    /// With --tiled, where the image is streamed: input rows per band (multiples of 12 keep
+    /// Winograd tiles whole; 0: the tallest that fit --max-mem, up to 61440 pixels a band).
+    #[arg(long, default_value_t = 0, value_name = "ROWS", requires = "tiled")]
+    pub band: usize,
     /// Time every layer of the timed runs and print where the time goes (to stderr), per
     /// operation and shape, with GFLOP/s for the convolutions. The timer adds a little overhead.
     #[arg(long)]
@@ -120,6 +124,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             tile: a.tile,
             max_working_bytes: a.max_mem.saturating_mul(1 << 20),
             staging: a.two_stage,
+            stream_band: a.band,
             ..UpscaleOptions::default()
         };
         let mut up = Upscaler::new(net, opts);

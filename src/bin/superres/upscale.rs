@@ -114,6 +114,7 @@ pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
         depth: a.depth.as_deref().map(|d| d.parse().expect("validated by clap")),
         tta: a.tta.ensemble()?,
         staging: a.two_stage,
+        stream_band: 0,
     };
     // Catch format/depth/quality combinations that can never work before any image is read.
     for j in &jobs {
