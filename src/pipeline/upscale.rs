@@ -28,7 +28,7 @@ pub enum AlphaMode {
 
 /// Working memory the automatic tile size aims to stay under (activations of one tile, or the
 /// windows of a streamed stripe). 96 MiB keeps a 1920x1080 x4 upscale to PNG with the default
-/// model under 256 MiB peak RSS (227 MB measured, 100 MB of it the output image) for boards with
+/// model under 256 MiB peak RSS (198 MB measured, 100 MB of it the output image) for boards with
 /// little memory; a larger budget only saves the side context of fewer, wider stripes or tiles.
 pub const DEFAULT_MAX_WORKING_BYTES: usize = 96 << 20;
 
