@@ -99,7 +99,7 @@ pub enum Schedule {
 pub const STREAM_BAND: usize = 12;
 
 /// Most input pixels per streamed band that [`Upscaler::schedule`] grows bands to where the
-/// budget has room once the stripe is chosen. Narrower stripes pay a fixed cost per layer call
+/// budget has room once the stripe is chosen. Short bands pay a fixed cost per layer call
 /// (a parallel loop's start and its last, partly idle, job): realesr-animevideov3 streamed
 /// down 640x360 on two threads (alternated, medians of 3, twice) took 0.92 / 0.95 s in 12-row
 /// bands, 0.86 / 0.89 in 24 (78 MiB, the tallest under the default budget), and with the budget
@@ -280,8 +280,8 @@ impl Upscaler {
     /// The streamed schedule under `budget` bytes: the fewest stripes (of one width, a multiple
     /// of 16 pixels, or the whole width) whose windows fit in bands of [`STREAM_BAND`] rows (or
     /// the set tile size and band), then the tallest bands, up to [`MAX_BAND_PIXELS`], that
-    /// still fit with those stripes. `None` where the network cannot be streamed or not even 16-pixel stripes
-    /// fit.
+    /// still fit with those stripes. `None` where the network cannot be streamed or not even
+    /// 16-pixel stripes fit.
     fn streamed_under(&self, h: usize, w: usize, budget: usize) -> Option<Schedule> {
         let set_band = self.opts.stream_band;
         let unit = if set_band > 0 { set_band } else { STREAM_BAND };
