@@ -376,6 +376,53 @@ fn gray_alpha_and_depth() {
 }
 
 #[test]
+fn budget_grows_where_exact_tiles_would_recompute_too_much() {
+    use superres::pipeline::upscale::MAX_RECOMPUTE;
+    let mut m = fixture_model("rrdb_x4.pth", &[]);
+    // Direct sums, so that any exact schedule gives the same bits (Winograd rounds by tile).
+    m.set_conv_algo(ConvAlgo::Direct);
+    let (h, w) = (120, 160);
+    let up = |budget, grow_budget| {
+        let net = m.build(CpuLevel::effective(), None).unwrap();
+        Upscaler::new(
+            net,
+            UpscaleOptions { max_working_bytes: budget, grow_budget, ..UpscaleOptions::default() },
+        )
+    };
+    let whole = up(usize::MAX, false).macs(h, w) as f64;
+    let base = 256 << 10;
+    // Under the budget as given, exact tiles need the whole receptive field around a few owned
+    // pixels each.
+    let held = up(base, false);
+    assert_eq!(held.budget(h, w), base);
+    let f = held.macs(h, w) as f64 / whole;
+    assert!(
+        f > MAX_RECOMPUTE,
+        "the fixture should recompute more than {MAX_RECOMPUTE}x under {base} bytes: {f}"
+    );
+    // Grown: the smallest power of two whose schedule is within MAX_RECOMPUTE.
+    let grown = up(base, true);
+    let b = grown.budget(h, w);
+    assert!(b > base && b.is_power_of_two(), "{b}");
+    assert!(grown.macs(h, w) as f64 <= MAX_RECOMPUTE * whole, "{} against {whole}", grown.macs(h, w));
+    assert!(grown.working_bytes(h, w) <= b, "{} > {b}", grown.working_bytes(h, w));
+    assert!(up(b / 2, false).macs(h, w) as f64 > MAX_RECOMPUTE * whole, "half of {b} would do");
+    assert_eq!(grown.schedule(h, w), up(b, false).schedule(h, w));
+    // Output is the same either way (exact schedules), and a set tile is never overridden.
+    let px = noise_u16(w * h * 3, 7);
+    let img = view16(&px, w, h, 3);
+    let r = |budget, grow_budget| {
+        let opts = UpscaleOptions { max_working_bytes: budget, grow_budget, ..UpscaleOptions::default() };
+        run(&m, None, &img, opts)
+    };
+    assert!(r(base, true) == r(base, false), "grown and held budgets give different output");
+    let set = UpscaleOptions { tile: 8, ..grown.options().clone() };
+    assert_eq!(Upscaler::new(m.build(CpuLevel::effective(), None).unwrap(), set).budget(h, w), base);
+    // An image whose exact tiles fit keeps the budget.
+    assert_eq!(up(base, true).budget(8, 8), base);
+}
+
+#[test]
 fn auto_tile_respects_the_memory_budget() {
     let m = fixture_model("edsr_pt_x2.pt", &[]);
     let net = m.build(CpuLevel::effective(), None).unwrap();

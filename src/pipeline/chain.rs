@@ -64,12 +64,12 @@ impl Chain {
     }
 
     /// [`Chain::recompute_factor`] with every stage under a memory budget of `budget` bytes
-    /// (`None`: the stages' own).
+    /// (`None`: the stages' own, grown where [`Upscaler::budget`] grows them).
     pub fn recompute_factor_under(&self, w: u32, h: u32, budget: Option<usize>) -> f64 {
         let (mut tiled, mut whole) = (0u64, 0u64);
         let (mut w, mut h) = (w as usize, h as usize);
         for st in &self.stages {
-            let b = budget.unwrap_or(st.options().max_working_bytes);
+            let b = budget.unwrap_or_else(|| st.budget(h, w));
             tiled = tiled.saturating_add(st.macs_under(h, w, b));
             whole = whole.saturating_add(st.network().graph().macs(h, w));
             let s = st.network().scale();
@@ -80,6 +80,23 @@ impl Chain {
         } else {
             tiled as f64 / whole as f64
         }
+    }
+
+    /// The largest budget a stage runs a `w x h` image under beyond its `max_working_bytes`
+    /// (see [`Upscaler::budget`]), with that stage's `max_working_bytes`; `None` where no stage
+    /// grows its budget.
+    pub fn grown_budget(&self, w: u32, h: u32) -> Option<(usize, usize)> {
+        let (mut w, mut h) = (w as usize, h as usize);
+        let mut most = None;
+        for st in &self.stages {
+            let (b, base) = (st.budget(h, w), st.options().max_working_bytes);
+            if b > base && most.is_none_or(|(m, _)| b > m) {
+                most = Some((b, base));
+            }
+            let s = st.network().scale();
+            (w, h) = (w * s, h * s);
+        }
+        most
     }
 
     /// Run every stage, then resample if asked; `progress(done, total)` counts tiles of all stages.

@@ -32,6 +32,13 @@ pub enum AlphaMode {
 /// little memory; a larger budget only saves the side context of fewer, wider stripes or tiles.
 pub const DEFAULT_MAX_WORKING_BYTES: usize = 96 << 20;
 
+/// Most times the untiled multiply-accumulates that an image's schedule may cost before
+/// [`UpscaleOptions::grow_budget`] raises its budget.
+pub const MAX_RECOMPUTE: f64 = 2.0;
+
+/// Largest budget [`UpscaleOptions::grow_budget`] tries.
+pub const MAX_GROWN_BYTES: usize = 32 << 30;
+
 #[derive(Clone, Debug)]
 pub struct UpscaleOptions {
     /// Owned tile edge in input pixels; 0 picks the largest tile that fits `max_working_bytes`
@@ -42,6 +49,15 @@ pub struct UpscaleOptions {
     pub tile_pad: Option<usize>,
     /// Activation memory budget for the automatic tile size.
     pub max_working_bytes: usize,
+    /// Whether an image may run under a larger budget than `max_working_bytes` where exact
+    /// tiles under it would cost more than [`MAX_RECOMPUTE`] times the untiled work: the
+    /// smallest power of two up to [`MAX_GROWN_BYTES`] that brings it within (see
+    /// [`Upscaler::budget`]). A network with a very wide receptive field needs that much
+    /// context around every tile: RRDBNet (Real-ESRGAN x4plus, 349 pixels) on a 1920x1080
+    /// image under 96 MiB had no exact schedule but 16-pixel tiles that each computed 714x714
+    /// pixels, 1,400 times the untiled work in 1.5 GiB; under 2 GiB it streams with 1.36x.
+    /// Ignored when `tile` is set. `superres upscale` clears it when `--max-mem` is given.
+    pub grow_budget: bool,
     pub alpha: AlphaMode,
     /// Output bits per sample (8 or 16); `None` keeps the input's.
     pub depth: Option<u8>,
@@ -114,6 +130,7 @@ impl Default for UpscaleOptions {
             tile: 0,
             tile_pad: None,
             max_working_bytes: DEFAULT_MAX_WORKING_BYTES,
+            grow_budget: true,
             alpha: AlphaMode::Bicubic,
             depth: None,
             tta: Ensemble::none(),
@@ -175,6 +192,8 @@ pub struct Upscaler {
     /// By image height, stripe width (context included) and band height.
     stream_plans: HashMap<(usize, usize, usize), StreamPlan>,
     stream_arena: StreamArena,
+    /// The last image size [`Upscaler::budget`] was asked for, and its answer.
+    budget_of: std::sync::Mutex<Option<((usize, usize), usize)>>,
 }
 
 impl Upscaler {
@@ -188,14 +207,47 @@ impl Upscaler {
             staged,
             stream_plans: HashMap::new(),
             stream_arena: StreamArena::new(),
+            budget_of: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The memory budget an `h x w` image is scheduled under: `max_working_bytes`, or with
+    /// [`UpscaleOptions::grow_budget`], where the schedule under it would cost more than
+    /// [`MAX_RECOMPUTE`] times the untiled work, the smallest power of two up to
+    /// [`MAX_GROWN_BYTES`] whose schedule does not (`max_working_bytes` where none does).
+    pub fn budget(&self, h: usize, w: usize) -> usize {
+        let base = self.opts.max_working_bytes;
+        if !self.opts.grow_budget || self.opts.tile > 0 {
+            return base;
+        }
+        let mut last = self.budget_of.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((key, b)) = *last {
+            if key == (h, w) {
+                return b;
+            }
+        }
+        let whole = self.schedule_macs(h, w, Schedule::Tiles(0)) as f64;
+        let within = |b: usize| self.macs_under(h, w, b) as f64 <= MAX_RECOMPUTE * whole;
+        let mut grown = base;
+        if !within(base) {
+            let mut b = base.saturating_add(1).next_power_of_two();
+            while b <= MAX_GROWN_BYTES {
+                if within(b) {
+                    grown = b;
+                    break;
+                }
+                b *= 2;
+            }
+        }
+        *last = Some(((h, w), grown));
+        grown
     }
 
     /// How an `h x w` image is cut: whole-network tiles, the body and the tail tiled apart, or
     /// the network streamed down stripes (see [`Staging`]), whichever recomputes less context
     /// under the memory budget.
     pub fn schedule(&self, h: usize, w: usize) -> Schedule {
-        self.schedule_under(h, w, self.opts.max_working_bytes)
+        self.schedule_under(h, w, self.budget(h, w))
     }
 
     /// [`Upscaler::schedule`] under a memory budget of `budget` bytes.
@@ -330,7 +382,7 @@ impl Upscaler {
     /// Multiply-accumulates an `h x w` image costs with its [`Schedule`], the context that tiles
     /// recompute included.
     pub fn macs(&self, h: usize, w: usize) -> u64 {
-        self.macs_under(h, w, self.opts.max_working_bytes)
+        self.macs_under(h, w, self.budget(h, w))
     }
 
     /// [`Upscaler::macs`] under a memory budget of `budget` bytes.
@@ -393,7 +445,7 @@ impl Upscaler {
 
     /// The owned tile edge used for an `h x w` image (0 = the whole image in one piece).
     pub fn tile_size(&self, h: usize, w: usize) -> usize {
-        self.tile_size_under(h, w, self.opts.max_working_bytes)
+        self.tile_size_under(h, w, self.budget(h, w))
     }
 
     fn tile_size_under(&self, h: usize, w: usize, budget: usize) -> usize {

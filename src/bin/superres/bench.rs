@@ -36,9 +36,10 @@ pub struct BenchArgs {
     /// With --tiled: tile edge in input pixels (0: chosen from --max-mem).
     #[arg(short = 't', long, default_value_t = 0, value_name = "N", requires = "tiled")]
     pub tile: usize,
-    /// With --tiled: activation memory budget for the automatic tile size, in MiB.
-    #[arg(long, default_value_t = superres::pipeline::upscale::DEFAULT_MAX_WORKING_BYTES >> 20, value_name = "MIB", requires = "tiled")]
-    pub max_mem: usize,
+    /// With --tiled: activation memory budget for the automatic tile size, in MiB (default 96,
+    /// raised where `upscale` raises it; a given value is held).
+    #[arg(long, value_name = "MIB", requires = "tiled")]
+    pub max_mem: Option<usize>,
     /// With --tiled: how the image is cut, as `upscale --two-stage`.
     #[arg(long, default_value = "auto", value_name = "auto|off|stream|N", value_parser = crate::parse_staging, requires = "tiled")]
     pub two_stage: superres::pipeline::Staging,
@@ -122,7 +123,11 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         let gmac = net.graph().macs(h, w) as f64 / 1e9;
         let opts = UpscaleOptions {
             tile: a.tile,
-            max_working_bytes: a.max_mem.saturating_mul(1 << 20),
+            max_working_bytes: crate::max_mem_bytes(
+                a.max_mem,
+                superres::pipeline::upscale::DEFAULT_MAX_WORKING_BYTES >> 20,
+            ),
+            grow_budget: a.max_mem.is_none(),
             staging: a.two_stage,
             stream_band: a.band,
             ..UpscaleOptions::default()

@@ -58,9 +58,10 @@ pub struct EvalArgs {
     /// Worker threads (default: all available cores).
     #[arg(short = 'j', long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Activation memory budget for automatic tiling, in MiB.
-    #[arg(long, default_value_t = 512, value_name = "MIB")]
-    pub max_mem: usize,
+    /// Activation memory budget for automatic tiling, in MiB (default 512, raised where `upscale`
+    /// raises its default; a given value is held).
+    #[arg(long, value_name = "MIB")]
+    pub max_mem: Option<usize>,
     /// Largest input image accepted, in pixels.
     #[arg(long, value_name = "N")]
     pub max_pixels: Option<u64>,
@@ -130,7 +131,8 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
                 let model = a.model.open()?;
                 let net = model.build(cpu_level(), a.model.scale)?;
                 let opts = UpscaleOptions {
-                    max_working_bytes: a.max_mem.saturating_mul(1 << 20),
+                    max_working_bytes: crate::max_mem_bytes(a.max_mem, 512),
+                    grow_budget: a.max_mem.is_none(),
                     tta: tta.clone(),
                     ..UpscaleOptions::default()
                 };

@@ -38,10 +38,12 @@ pub struct UpscaleArgs {
     /// a number N: two stages with N-pixel tail tiles.
     #[arg(long, default_value = "auto", value_name = "auto|off|stream|N", value_parser = crate::parse_staging)]
     pub two_stage: superres::pipeline::Staging,
-    /// Activation memory budget for automatic tiling, in MiB (the default keeps a 1080p x4 run
-    /// under 256 MiB in all).
-    #[arg(long, default_value_t = superres::pipeline::upscale::DEFAULT_MAX_WORKING_BYTES >> 20, value_name = "MIB")]
-    pub max_mem: usize,
+    /// Activation memory budget for automatic tiling, in MiB. The default, 96, keeps a 1080p x4
+    /// run under 256 MiB in all, and is raised (with a note) for an image whose exact tiles under
+    /// it would cost more than twice the untiled compute (models with a very wide receptive
+    /// field, such as RRDBNet, on large images); a given value is held.
+    #[arg(long, value_name = "MIB")]
+    pub max_mem: Option<usize>,
     /// Output bits per sample (default: same as the input).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["8", "16"]))]
     pub depth: Option<String>,
@@ -109,7 +111,11 @@ pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
     let opts = UpscaleOptions {
         tile: a.tile,
         tile_pad: a.tile_pad,
-        max_working_bytes: a.max_mem.saturating_mul(1 << 20),
+        max_working_bytes: crate::max_mem_bytes(
+            a.max_mem,
+            superres::pipeline::upscale::DEFAULT_MAX_WORKING_BYTES >> 20,
+        ),
+        grow_budget: a.max_mem.is_none(),
         alpha: if a.alpha == "model" { AlphaMode::Model } else { AlphaMode::Bicubic },
         depth: a.depth.as_deref().map(|d| d.parse().expect("validated by clap")),
         tta: a.tta.ensemble()?,
@@ -263,6 +269,7 @@ fn compute(
     let (ow, oh) = up.output_size(decoded.width, decoded.height);
     eo.check(ow, oh, decoded.channels, depth)?;
     let name = job.source.display();
+    note_grown_budget(up, &name, decoded.width, decoded.height);
     warn_recompute(up, &name, decoded.width, decoded.height);
     let start = Instant::now();
     let out = up.upscale_with_progress(&decoded.view(), &mut |d, t| progress.tiles(&name, d, t, start))?;
@@ -283,6 +290,24 @@ fn write_output(job: &Job, out: &OutputImage, eo: &EncodeOptions) -> Result<()> 
             img::encode_to_writer(&mut buf, &out.view(), eo)?;
             let mut so = std::io::stdout().lock();
             so.write_all(&buf).and_then(|_| so.flush()).map_err(|e| Error::io("<stdout>", e))
+        }
+    }
+}
+
+/// Say so (once per run) when an image runs under a larger budget than the default --max-mem
+/// (see `UpscaleOptions::grow_budget`).
+fn note_grown_budget(up: &Chain, name: &str, w: u32, h: u32) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static NOTED: AtomicBool = AtomicBool::new(false);
+    if let Some((grown, base)) = up.grown_budget(w, h) {
+        if !NOTED.swap(true, Ordering::Relaxed) {
+            let f = up.recompute_factor_under(w, h, Some(base));
+            eprintln!(
+                "note: {name}: exact tiles under the default --max-mem {} cost {f:.0}x the untiled compute \
+                 (the model's receptive field is wide); running under {} MiB instead (a given --max-mem is held)",
+                base >> 20,
+                grown >> 20
+            );
         }
     }
 }

@@ -52,9 +52,10 @@ pub struct VideoArgs {
     /// Tile context for single-image models (default: the receptive field).
     #[arg(long)]
     pub tile_pad: Option<usize>,
-    /// Activation memory budget for automatic tiling, MiB.
-    #[arg(long, default_value_t = 512)]
-    pub max_mem: usize,
+    /// Activation memory budget for automatic tiling, in MiB (default 512, raised where `upscale`
+    /// raises its default; a given value is held).
+    #[arg(long, value_name = "MIB")]
+    pub max_mem: Option<usize>,
     /// Worker threads (default: all available cores).
     #[arg(short = 'j', long)]
     pub threads: Option<usize>,
@@ -294,7 +295,8 @@ pub fn run(a: VideoArgs) -> Result<ExitCode> {
         let opts = UpscaleOptions {
             tile: a.tile,
             tile_pad: a.tile_pad,
-            max_working_bytes: a.max_mem.saturating_mul(1 << 20),
+            max_working_bytes: crate::max_mem_bytes(a.max_mem, 512),
+            grow_budget: a.max_mem.is_none(),
             tta,
             ..UpscaleOptions::default()
         };
