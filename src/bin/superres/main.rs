@@ -233,12 +233,12 @@ pub fn parse_staging(s: &str) -> std::result::Result<superres::pipeline::Staging
     }
 }
 
-/// The CPU level, lowered by `SUPERRES_CPU`; a bad value is reported, not fatal.
 /// Bytes of a `--max-mem` in MiB, `default_mib` where it was not given.
 pub fn max_mem_bytes(mib: Option<usize>, default_mib: usize) -> usize {
     mib.unwrap_or(default_mib).saturating_mul(1 << 20)
 }
 
+/// The CPU level, lowered by `SUPERRES_CPU`; a bad value is reported, not fatal.
 pub fn cpu_level() -> CpuLevel {
     if let Some(Err(e)) = CpuLevel::env_override() {
         eprintln!("warning: SUPERRES_CPU: {e}; using {}", CpuLevel::detect());
