@@ -101,7 +101,10 @@ impl ConvAlgo {
 
     /// Whether a layer of this geometry runs through Winograd.
     pub fn winograd_for(self, spec: &ConvSpec) -> bool {
-        let fits = spec.kh == 3 && spec.kw == 3 && spec.stride == 1 && spec.pad <= 1;
+        // 3x3 same or valid (F(4x4) / F(6x6)), or 5x5 same (F(4x4, 5x5)).
+        let fits = spec.kh == spec.kw
+            && spec.stride == 1
+            && ((spec.kh == 3 && spec.pad <= 1) || (spec.kh == 5 && spec.pad == 2));
         // The transforms cost per input channel; few output channels (a network's last layer, 3)
         // waste the same padded GEMM lanes in both algorithms, so only the input side decides.
         let pays = spec.cin >= WINOGRAD_MIN_CHANNELS;
@@ -586,13 +589,16 @@ mod tests {
 
     #[test]
     fn winograd_layers() {
-        // "Same" and valid 3x3 layers through Winograd, sizes that end inside a 4x4 tile and
+        // "Same" and valid 3x3 and "same" 5x5 layers through Winograd, sizes that end inside a 4x4 tile and
         // single pixels, channel counts that end inside a vector; the border beyond each layer's
         // padding is NaN-poisoned by `check_algo`.
         for (h, w) in [(1, 1), (3, 3), (4, 5), (6, 13), (11, 9), (17, 22)] {
             for (cin, cout) in [(16, 16), (19, 35), (64, 24), (24, 3)] {
                 check_algo(ConvSpec::same(cin, cout, 3), h, w, 1, ConvAlgo::Auto);
                 check_algo(ConvSpec::same(cin, cout, 3), h, w, 3, ConvAlgo::Auto);
+                // 5x5 "same" through F(4x4, 5x5).
+                check_algo(ConvSpec::same(cin, cout, 5), h, w, 2, ConvAlgo::Auto);
+                check_algo(ConvSpec::same(cin, cout, 5), h, w, 3, ConvAlgo::Auto);
                 if h >= 3 && w >= 3 {
                     let valid = ConvSpec { pad: 0, ..ConvSpec::same(cin, cout, 3) };
                     check_algo(valid, h, w, 0, ConvAlgo::Auto);
@@ -608,7 +614,9 @@ mod tests {
         assert!(ConvAlgo::Auto.thin_for(&ConvSpec::same(64, 3, 3)));
         assert!(ConvAlgo::Auto.winograd_for(&ConvSpec::same(64, 5, 3)));
         assert!(ConvAlgo::Winograd.winograd_for(&ConvSpec::same(64, 3, 3)));
-        assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec::same(64, 64, 5)));
+        assert!(ConvAlgo::Auto.winograd_for(&ConvSpec::same(64, 64, 5)));
+        assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec { pad: 0, ..ConvSpec::same(64, 64, 5) }));
+        assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec { stride: 2, ..ConvSpec::same(64, 64, 5) }));
         assert!(!ConvAlgo::Auto.winograd_for(&ConvSpec { stride: 2, ..ConvSpec::same(64, 64, 3) }));
         assert!(!ConvAlgo::Direct.winograd_for(&ConvSpec::same(64, 64, 3)));
         assert!(ConvAlgo::Winograd.winograd_for(&ConvSpec::same(3, 64, 3)));

@@ -64,33 +64,55 @@ const G6: [[f64; 3]; 8] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// Output tile sizes this module implements.
+/// The finite points of F(6x6, 3x3) and F(4x4, 5x5), in [`G6`]'s row order (∞ is the last row).
+const POINTS8: [f64; 7] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5];
+
+/// Tile sizes this module implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WinogradTile {
     /// F(4x4, 3x3).
     F4,
     /// F(6x6, 3x3).
     F6,
+    /// F(4x4, 5x5): the 8x8 input tiles and points of F(6x6, 3x3), so the same input transform.
+    F4K5,
 }
 
 impl WinogradTile {
     /// Output pixels per tile side.
     pub fn m(self) -> usize {
         match self {
-            WinogradTile::F4 => 4,
+            WinogradTile::F4 | WinogradTile::F4K5 => 4,
             WinogradTile::F6 => 6,
+        }
+    }
+
+    /// Kernel side.
+    pub fn r(self) -> usize {
+        match self {
+            WinogradTile::F4 | WinogradTile::F6 => 3,
+            WinogradTile::F4K5 => 5,
         }
     }
 
     /// Input pixels per tile side.
     pub fn n(self) -> usize {
-        self.m() + 2
+        self.m() + self.r() - 1
     }
 
-    fn g(self) -> &'static [[f64; 3]] {
+    /// `G` (weights -> transformed weights), n rows of r.
+    fn g(self) -> Vec<Vec<f64>> {
         match self {
-            WinogradTile::F4 => &G4,
-            WinogradTile::F6 => &G6,
+            WinogradTile::F4 => G4.iter().map(|r| r.to_vec()).collect(),
+            WinogradTile::F6 => G6.iter().map(|r| r.to_vec()).collect(),
+            // Row j is (1, p, .., p⁴) times the same per-point factor as F(6x6)'s (its first
+            // column), which pairs with the shared Bᵀ; ∞ picks the last tap.
+            WinogradTile::F4K5 => POINTS8
+                .iter()
+                .zip(&G6)
+                .map(|(&p, g6)| (0..5).map(|k| g6[0] * p.powi(k)).collect())
+                .chain(std::iter::once(vec![0.0, 0.0, 0.0, 0.0, 1.0]))
+                .collect(),
         }
     }
 }
@@ -113,10 +135,10 @@ pub struct WinogradConv {
 }
 
 impl WinogradConv {
-    /// `weight` is OIHW [cout, cin, 3, 3]; `prelu` slopes (if any) are used when the layer runs
-    /// with [`Activation::PRelu`]. The tile size is [`WinogradTile::F6`] where both sides have at
-    /// least [`F6_MIN_CHANNELS`] channels (the GEMMs, which it shrinks by a fifth, dominate
-    /// there), else F4.
+    /// `weight` is OIHW [cout, cin, k, k] with k 3 or 5; `prelu` slopes (if any) are used when
+    /// the layer runs with [`Activation::PRelu`]. A 5x5 kernel runs as [`WinogradTile::F4K5`];
+    /// a 3x3 one as [`WinogradTile::F6`] where both sides have at least [`F6_MIN_CHANNELS`]
+    /// channels (the GEMMs, which it shrinks by a fifth, dominate there), else F4.
     pub fn new(
         level: CpuLevel,
         cin: usize,
@@ -125,7 +147,13 @@ impl WinogradConv {
         bias: Option<&[f32]>,
         prelu: Option<&[f32]>,
     ) -> Self {
-        let tile = if cin.min(cout) >= F6_MIN_CHANNELS { WinogradTile::F6 } else { WinogradTile::F4 };
+        let tile = if weight.len() == cout * cin * 25 {
+            WinogradTile::F4K5
+        } else if cin.min(cout) >= F6_MIN_CHANNELS {
+            WinogradTile::F6
+        } else {
+            WinogradTile::F4
+        };
         Self::with_tile(level, tile, cin, cout, weight, bias, prelu)
     }
 
@@ -139,19 +167,20 @@ impl WinogradConv {
         bias: Option<&[f32]>,
         prelu: Option<&[f32]>,
     ) -> Self {
-        assert_eq!(weight.len(), cout * cin * 9);
-        let (n, gm) = (tile.n(), tile.g());
+        let (n, r, gm) = (tile.n(), tile.r(), tile.g());
+        let taps = r * r;
+        assert_eq!(weight.len(), cout * cin * taps);
         let nn = n * n;
         // U[ξ][ci][co] = (G g Gᵀ)[ξ] for the 3x3 kernel g of (co, ci), in f64 then rounded; one
         // task per row i of points (ξ = i·n + j), each packing its n matrices, over the weights
         // transposed to [ci][tap][co] so the inner loops run along co. Loading RRDBNet x4plus
         // took 1.57 s (a 16x16 image, two threads, wall) with this done on one thread, point by
         // point and channel pair by channel pair.
-        let mut wt = vec![0.0f32; cout * cin * 9];
+        let mut wt = vec![0.0f32; cout * cin * taps];
         for co in 0..cout {
             for ci in 0..cin {
-                for tap in 0..9 {
-                    wt[(ci * 9 + tap) * cout + co] = weight[(co * cin + ci) * 9 + tap];
+                for tap in 0..taps {
+                    wt[(ci * taps + tap) * cout + co] = weight[(co * cin + ci) * taps + tap];
                 }
             }
         }
@@ -159,20 +188,18 @@ impl WinogradConv {
             .into_par_iter()
             .flat_map_iter(|i| {
                 let mut rows = vec![0.0f32; n * cin * cout]; // [j][ci][co]
-                let mut t = vec![[0.0f64; 3]; cout]; // (G g)[i][column] per co
+                let mut t = vec![[0.0f64; 5]; cout]; // (G g)[i][column] per co, r used
                 for ci in 0..cin {
-                    let w9 = &wt[ci * 9 * cout..][..9 * cout];
+                    let wk = &wt[ci * taps * cout..][..taps * cout];
                     for (co, tc) in t.iter_mut().enumerate() {
-                        for (l, v) in tc.iter_mut().enumerate() {
-                            *v = gm[i][0] * w9[l * cout + co] as f64
-                                + gm[i][1] * w9[(3 + l) * cout + co] as f64
-                                + gm[i][2] * w9[(6 + l) * cout + co] as f64;
+                        for (l, v) in tc.iter_mut().enumerate().take(r) {
+                            *v = (0..r).map(|k| gm[i][k] * wk[(k * r + l) * cout + co] as f64).sum();
                         }
                     }
                     for (j, g) in gm.iter().enumerate().take(n) {
                         let out = &mut rows[(j * cin + ci) * cout..][..cout];
                         for (o, tc) in out.iter_mut().zip(&t) {
-                            *o = (tc[0] * g[0] + tc[1] * g[1] + tc[2] * g[2]) as f32;
+                            *o = (0..r).map(|l| tc[l] * g[l]).sum::<f64>() as f32;
                         }
                     }
                 }
@@ -249,7 +276,8 @@ impl WinogradConv {
         res2: Option<(*const f32, &Layout, f32)>,
         shuffle: usize,
     ) {
-        assert!(xl.pad >= 1, "Winograd input needs a border of 1");
+        let pad = (self.tile.r() - 1) / 2;
+        assert!(xl.pad >= pad, "Winograd input needs a border of {pad}");
         let r = shuffle;
         assert!(r >= 1 && self.cout.is_multiple_of(r * r));
         assert_eq!((xl.c, yl.c * r * r), (self.cin, self.cout));
@@ -459,21 +487,44 @@ fn at6<S: Simd>(s: S, m: [S::V; 8]) -> [S::V; 8] {
     ]
 }
 
+/// `Bᵀ d B` along one axis for input tiles of side `M + R - 1` (6 or 8 points).
+/// `Aᵀ m A` of F(4x4, 5x5) along one axis: eight values in (F(6x6)'s points), four out; the
+/// first four rows of [`at6`]'s, with ∞ in the last.
 #[inline(always)]
-fn bt<S: Simd, const M: usize>(s: S, d: [S::V; 8]) -> [S::V; 8] {
-    if M == 4 {
+fn at45<S: Simd>(s: S, m: [S::V; 8]) -> [S::V; 8] {
+    let c = |x: f32| s.splat(x);
+    let (a1, b1) = (s.add(m[1], m[2]), s.sub(m[1], m[2]));
+    let (a2, b2) = (s.add(m[3], m[4]), s.sub(m[3], m[4]));
+    let (a3, b3) = (s.add(m[5], m[6]), s.sub(m[5], m[6]));
+    let z = s.zero();
+    [
+        s.add(s.add(m[0], a1), s.add(a2, a3)),
+        s.fma(c(0.5), b3, s.fma(c(2.0), b2, b1)),
+        s.fma(c(0.25), a3, s.fma(c(4.0), a2, a1)),
+        s.add(s.fma(c(0.125), b3, s.fma(c(8.0), b2, b1)), m[7]),
+        z,
+        z,
+        z,
+        z,
+    ]
+}
+
+#[inline(always)]
+fn bt<S: Simd, const M: usize, const R: usize>(s: S, d: [S::V; 8]) -> [S::V; 8] {
+    if M + R - 1 == 6 {
         bt4(s, d)
     } else {
         bt6(s, d)
     }
 }
 
+/// `Aᵀ m A` along one axis for `M` outputs of a kernel of side `R`.
 #[inline(always)]
-fn at<S: Simd, const M: usize>(s: S, m: [S::V; 8]) -> [S::V; 8] {
-    if M == 4 {
-        at4(s, m)
-    } else {
-        at6(s, m)
+fn at<S: Simd, const M: usize, const R: usize>(s: S, m: [S::V; 8]) -> [S::V; 8] {
+    match (M, R) {
+        (4, 3) => at4(s, m),
+        (4, _) => at45(s, m),
+        _ => at6(s, m),
     }
 }
 
@@ -489,17 +540,18 @@ unsafe fn block<S: Simd>(
     m: &mut AlignedVec,
 ) {
     match w.tile {
-        WinogradTile::F4 => block_m::<S, 4>(s, w, b, x, y, v, m),
-        WinogradTile::F6 => block_m::<S, 6>(s, w, b, x, y, v, m),
+        WinogradTile::F4 => block_m::<S, 4, 3>(s, w, b, x, y, v, m),
+        WinogradTile::F6 => block_m::<S, 6, 3>(s, w, b, x, y, v, m),
+        WinogradTile::F4K5 => block_m::<S, 4, 5>(s, w, b, x, y, v, m),
     }
 }
 
-/// One block of tiles with output tile side `M` (input side `M + 2`). The transforms work on
-/// 8-vector arrays whatever `M`, so that one body serves both sizes; the loops have constant
-/// bounds and the unused entries vanish.
+/// One block of tiles with output tile side `M` and kernel side `R` (input side `M + R - 1`).
+/// The transforms work on 8-vector arrays whatever the sizes, so that one body serves all; the
+/// loops have constant bounds and the unused entries vanish.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block_m<S: Simd, const M: usize>(
+unsafe fn block_m<S: Simd, const M: usize, const R: usize>(
     s: S,
     w: &WinogradConv,
     b: &Block,
@@ -508,7 +560,8 @@ unsafe fn block_m<S: Simd, const M: usize>(
     v: &mut AlignedVec,
     m: &mut AlignedVec,
 ) {
-    let n = M + 2;
+    let n = M + R - 1;
+    let pad = (R - 1) / 2;
     let nn = n * n;
     let l = S::LANES;
     let (cin, cout, cp) = (w.cin, w.cout, w.cout_pad);
@@ -521,14 +574,14 @@ unsafe fn block_m<S: Simd, const M: usize>(
     // one contiguous run instead of n² lines a block apart; the GEMMs read rows `vts` apart.
     let (vts, mts) = (nn * cin + TILE_GAP, nn * cp + TILE_GAP);
     let (rs, cs) = (xl.row_stride(), xl.cs);
-    let oy = (b.ty * M) as isize - 1;
-    // Only the 1-pixel ring of the convolution's own zero padding is read: what lies further
+    let oy = (b.ty * M) as isize - pad as isize;
+    // Only the `pad`-pixel ring of the convolution's own zero padding is read: what lies further
     // out (a wider border, or real pixels when `xl` is a view of a larger map) must not change
     // the result, even through rounding.
-    let rows_ok: [bool; 8] = std::array::from_fn(|i| i < n && oy + i as isize <= xl.h as isize);
+    let rows_ok: [bool; 8] = std::array::from_fn(|i| i < n && oy + (i as isize) < (xl.h + pad) as isize);
     for t in 0..nt {
-        let ox = ((b.tx0 + t) * M) as isize - 1;
-        let cols_ok: [bool; 8] = std::array::from_fn(|j| j < n && ox + j as isize <= xl.w as isize);
+        let ox = ((b.tx0 + t) * M) as isize - pad as isize;
+        let cols_ok: [bool; 8] = std::array::from_fn(|j| j < n && ox + (j as isize) < (xl.w + pad) as isize);
         // Pixel (oy, ox) is at worst the ring's corner, inside the buffer.
         let base = x.offset(xl.offset(oy, ox));
         let mut c0 = 0;
@@ -548,7 +601,7 @@ unsafe fn block_m<S: Simd, const M: usize>(
                         }
                     }
                 }
-                let out = bt::<S, M>(s, col);
+                let out = bt::<S, M, R>(s, col);
                 for i in 0..n {
                     t1[i][j].write(out[i]);
                 }
@@ -559,7 +612,7 @@ unsafe fn block_m<S: Simd, const M: usize>(
                     // SAFETY: the column pass wrote t1[i][j] for every i, j < n.
                     r[j] = unsafe { row[j].assume_init() };
                 }
-                let out = bt::<S, M>(s, r);
+                let out = bt::<S, M, R>(s, r);
                 for (j, &o) in out.iter().enumerate().take(n) {
                     let dst = vb.add(t * vts + (i * n + j) * cin + c0);
                     if cn == l {
@@ -614,7 +667,7 @@ unsafe fn block_m<S: Simd, const M: usize>(
                 for (i, v) in col.iter_mut().enumerate().take(n) {
                     *v = s.load(mb.add(t * mts + (i * n + j) * cp + c0));
                 }
-                let out = at::<S, M>(s, col);
+                let out = at::<S, M, R>(s, col);
                 for i in 0..M {
                     t1[i][j].write(out[i]);
                 }
@@ -635,7 +688,7 @@ unsafe fn block_m<S: Simd, const M: usize>(
                     // SAFETY: the column pass wrote t1[i][j] for every i < M, j < n.
                     r[j] = unsafe { row[j].assume_init() };
                 }
-                let out = at::<S, M>(s, r);
+                let out = at::<S, M, R>(s, r);
                 // This row's first pixel in the output and residuals, and their pixel strides.
                 let (dp, dcs) = if b.shuffle == 1 {
                     (y.offset(yl.offset(yy as isize, ox0 as isize)).add(c0), yl.cs)
@@ -685,9 +738,13 @@ mod tests {
     use crate::tensor::Tensor;
 
     fn check(cin: usize, cout: usize, h: usize, w: usize, act: Activation, residual: bool) {
-        let spec = ConvSpec::same(cin, cout, 3);
+        check_k(3, cin, cout, h, w, act, residual)
+    }
+
+    fn check_k(k: usize, cin: usize, cout: usize, h: usize, w: usize, act: Activation, residual: bool) {
+        let spec = ConvSpec::same(cin, cout, k);
         let x = rand_vec(h * w * cin, 1, 1.0);
-        let wt = rand_vec(cout * cin * 9, 2, 1.0 / (cin as f32 * 9.0).sqrt());
+        let wt = rand_vec(cout * cin * k * k, 2, 1.0 / (cin as f32 * (k * k) as f32).sqrt());
         let bias = rand_vec(cout, 3, 0.1);
         let slopes = rand_vec(cout, 4, 0.3);
         let res = rand_vec(h * w * cout, 5, 1.0);
@@ -704,11 +761,12 @@ mod tests {
                 }
             })
             .collect();
-        let xt = Tensor::from_hwc(h, w, cin, 1, &x);
+        let xt = Tensor::from_hwc(h, w, cin, k / 2, &x);
         let rt = Tensor::from_hwc(h, w, cout, 1, &res);
-        for (level, tile) in CpuLevel::supported()
-            .into_iter()
-            .flat_map(|l| [WinogradTile::F4, WinogradTile::F6].map(|t| (l, t)))
+        let tiles: &[WinogradTile] =
+            if k == 5 { &[WinogradTile::F4K5] } else { &[WinogradTile::F4, WinogradTile::F6] };
+        for (level, &tile) in
+            CpuLevel::supported().into_iter().flat_map(|l| tiles.iter().map(move |t| (l, t)))
         {
             let wc = WinogradConv::with_tile(
                 level,
@@ -740,6 +798,7 @@ mod tests {
             let tol = match tile {
                 WinogradTile::F4 => 2e-5,
                 WinogradTile::F6 => 6e-5,
+                WinogradTile::F4K5 => 6e-5,
             };
             assert!(
                 err < tol,
@@ -760,6 +819,16 @@ mod tests {
     }
 
     #[test]
+    fn five_by_five_matches_direct_convolution() {
+        for (h, w) in [(1, 1), (2, 3), (4, 4), (5, 7), (9, 30), (13, 21)] {
+            check_k(5, 16, 16, h, w, Activation::None, false);
+            check_k(5, 19, 35, h, w, Activation::Relu, true);
+            check_k(5, 8, 20, h, w, Activation::PRelu, true);
+        }
+        check_k(5, 64, 64, 14, 19, Activation::Relu, false);
+    }
+
+    #[test]
     fn tile_size_follows_the_channels() {
         let level = CpuLevel::Portable;
         let tile = |cin: usize, cout: usize| {
@@ -768,6 +837,10 @@ mod tests {
         assert_eq!(tile(64, 64), WinogradTile::F6);
         assert_eq!(tile(64, 3), WinogradTile::F4);
         assert_eq!(tile(16, 64), WinogradTile::F4);
+        assert_eq!(
+            WinogradConv::new(level, 16, 3, &[0.0; 16 * 3 * 25], None, None).tile(),
+            WinogradTile::F4K5
+        );
     }
 
     /// The shuffled store puts every value of the unshuffled run at its pixel-shuffle position,
