@@ -55,13 +55,14 @@ impl ConvSpec {
 ///
 /// `Direct` is the implicit-im2col GEMM for every layer: each output sums its products in one
 /// fixed order, so results do not depend on tiling. `Auto` runs the layers where it is faster
-/// (3x3, stride 1, enough channels) through Winograd ([`WinogradConv`]: F(6x6, 3x3) with at least
-/// 32 channels in and out, else F(4x4, 3x3)): 4-5x fewer multiply-adds, with an fp32 error of the
-/// order of 1e-6 to 1e-5 relative to the direct sum, which also makes a pixel's rounding depend on
-/// its position in the output tile grid (so tiled and untiled results agree to that error, not
-/// bit for bit), and 4x (F4) or 7x (F6) the weight memory of those layers.
+/// (3x3, stride 1, enough channels; 5x5 "same") through Winograd ([`WinogradConv`]: F(6x6, 3x3)
+/// with at least 32 channels in and out, else F(4x4, 3x3); F(4x4, 5x5)): 4-6x fewer
+/// multiply-adds, with an fp32 error of the order of 1e-6 to 1e-5 relative to the direct sum,
+/// which also makes a pixel's rounding depend on its position in the output tile grid (so tiled
+/// and untiled results agree to that error, not bit for bit), and 4x (F4), 7x (F6) or 2.6x
+/// (5x5) the weight memory of those layers.
 ///
-/// `Winograd` forces it on every 3x3 stride-1 layer whatever its channels (for tests and
+/// `Winograd` forces it on every such layer whatever its channels (for tests and
 /// measurements).
 ///
 /// `Bf16` (`--precision bf16`) is `Auto` except that, where the CPU has AMX-BF16, the stride-1

@@ -62,10 +62,10 @@ pub struct ModelArgs {
     /// Scale to run, for multi-scale models.
     #[arg(short = 's', long, value_name = "N")]
     pub scale: Option<usize>,
-    /// How 3x3 convolutions run: auto (Winograd F(4x4) or F(6x6) where it is faster; results differ
-    /// from direct summation by fp32 rounding, about 1e-6) or direct (every output summed in one
-    /// fixed order, so any tiling gives byte-identical output) or winograd (on every 3x3 layer,
-    /// for measurements). Default: $SUPERRES_CONV, else auto.
+    /// How 3x3 and 5x5 "same" convolutions run: auto (Winograd F(4x4) or F(6x6), and F(4x4, 5x5),
+    /// where it is faster; results differ from direct summation by fp32 rounding, about 1e-6) or
+    /// direct (every output summed in one fixed order, so any tiling gives byte-identical output)
+    /// or winograd (on every such layer, for measurements). Default: $SUPERRES_CONV, else auto.
     #[arg(long = "conv", value_name = "ALGO",
           value_parser = clap::builder::PossibleValuesParser::new(["auto", "direct", "winograd"]))]
     pub conv: Option<String>,
