@@ -305,6 +305,8 @@ impl WinogradConv {
         let blocks_per_row = tw.div_ceil(tb);
         let nn = self.tile.n() * self.tile.n();
         let (v_len, m_len) = ((nn * self.cin + TILE_GAP) * tb, (nn * self.cout_pad + TILE_GAP) * tb);
+        // 5x5 layers run in functions of their own, so that the 3x3 ones compile as before.
+        let k5 = self.tile == WinogradTile::F4K5;
         (0..th * blocks_per_row).into_par_iter().for_each(|job| {
             SCRATCH.with_borrow_mut(|(v, m)| {
                 // Per-thread buffers kept between layers: rayon splits the jobs into many
@@ -323,12 +325,23 @@ impl WinogradConv {
                     Block { ty, tx0, n, xl, yl, act, rl, scale, r: rp.0, rl2, scale2, r2: rp2.0, shuffle };
                 match self.level {
                     #[cfg(target_arch = "x86_64")]
-                    CpuLevel::Avx512 => block_avx512(self, &blk, xp.0, yp.0, v, m),
+                    CpuLevel::Avx512 if k5 => block_avx512::<5>(self, &blk, xp.0, yp.0, v, m),
                     #[cfg(target_arch = "x86_64")]
-                    CpuLevel::Avx2 => block_avx2(self, &blk, xp.0, yp.0, v, m),
+                    CpuLevel::Avx512 => block_avx512::<3>(self, &blk, xp.0, yp.0, v, m),
+                    #[cfg(target_arch = "x86_64")]
+                    CpuLevel::Avx2 if k5 => block_avx2::<5>(self, &blk, xp.0, yp.0, v, m),
+                    #[cfg(target_arch = "x86_64")]
+                    CpuLevel::Avx2 => block_avx2::<3>(self, &blk, xp.0, yp.0, v, m),
                     #[cfg(target_arch = "aarch64")]
-                    CpuLevel::Neon => block(super::simd::neon::Neon::new(), self, &blk, xp.0, yp.0, v, m),
-                    _ => block_portable(self, &blk, xp.0, yp.0, v, m),
+                    CpuLevel::Neon if k5 => {
+                        block::<_, 5>(super::simd::neon::Neon::new(), self, &blk, xp.0, yp.0, v, m)
+                    }
+                    #[cfg(target_arch = "aarch64")]
+                    CpuLevel::Neon => {
+                        block::<_, 3>(super::simd::neon::Neon::new(), self, &blk, xp.0, yp.0, v, m)
+                    }
+                    _ if k5 => block_portable::<5>(self, &blk, xp.0, yp.0, v, m),
+                    _ => block_portable::<3>(self, &blk, xp.0, yp.0, v, m),
                 }
             })
         });
@@ -361,7 +374,7 @@ struct Block {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2(
+unsafe fn block_avx2<const R: usize>(
     w: &WinogradConv,
     b: &Block,
     x: *mut f32,
@@ -370,12 +383,12 @@ unsafe fn block_avx2(
     m: &mut AlignedVec,
 ) {
     use super::simd::avx2::Avx2;
-    block(Avx2::new_unchecked(), w, b, x, y, v, m)
+    block::<_, R>(Avx2::new_unchecked(), w, b, x, y, v, m)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn block_avx512(
+unsafe fn block_avx512<const R: usize>(
     w: &WinogradConv,
     b: &Block,
     x: *mut f32,
@@ -384,10 +397,10 @@ unsafe fn block_avx512(
     m: &mut AlignedVec,
 ) {
     use super::simd::avx512::Avx512;
-    block(Avx512::new_unchecked(), w, b, x, y, v, m)
+    block::<_, R>(Avx512::new_unchecked(), w, b, x, y, v, m)
 }
 
-unsafe fn block_portable(
+unsafe fn block_portable<const R: usize>(
     w: &WinogradConv,
     b: &Block,
     x: *mut f32,
@@ -396,7 +409,7 @@ unsafe fn block_portable(
     m: &mut AlignedVec,
 ) {
     use super::simd::portable::Portable;
-    block(Portable, w, b, x, y, v, m)
+    block::<_, R>(Portable, w, b, x, y, v, m)
 }
 
 /// `Bᵀ d B` of F(4x4) along one axis: six values in, six out.
@@ -530,7 +543,7 @@ fn at<S: Simd, const M: usize, const R: usize>(s: S, m: [S::V; 8]) -> [S::V; 8] 
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block<S: Simd>(
+unsafe fn block<S: Simd, const R: usize>(
     s: S,
     w: &WinogradConv,
     b: &Block,
@@ -539,10 +552,11 @@ unsafe fn block<S: Simd>(
     v: &mut AlignedVec,
     m: &mut AlignedVec,
 ) {
-    match w.tile {
-        WinogradTile::F4 => block_m::<S, 4, 3>(s, w, b, x, y, v, m),
-        WinogradTile::F6 => block_m::<S, 6, 3>(s, w, b, x, y, v, m),
-        WinogradTile::F4K5 => block_m::<S, 4, 5>(s, w, b, x, y, v, m),
+    debug_assert_eq!(w.tile.r(), R);
+    match (R, w.tile) {
+        (5, _) => block_m::<S, 4, 5>(s, w, b, x, y, v, m),
+        (_, WinogradTile::F6) => block_m::<S, 6, 3>(s, w, b, x, y, v, m),
+        _ => block_m::<S, 4, 3>(s, w, b, x, y, v, m),
     }
 }
 
