@@ -171,7 +171,7 @@ impl WinogradConv {
         let taps = r * r;
         assert_eq!(weight.len(), cout * cin * taps);
         let nn = n * n;
-        // U[ξ][ci][co] = (G g Gᵀ)[ξ] for the 3x3 kernel g of (co, ci), in f64 then rounded; one
+        // U[ξ][ci][co] = (G g Gᵀ)[ξ] for the r x r kernel g of (co, ci), in f64 then rounded; one
         // task per row i of points (ξ = i·n + j), each packing its n matrices, over the weights
         // transposed to [ci][tap][co] so the inner loops run along co. Loading RRDBNet x4plus
         // took 1.57 s (a 16x16 image, two threads, wall) with this done on one thread, point by
