@@ -222,6 +222,16 @@ fn info_models_and_convert() {
     let mem = &info["memory"][0];
     let ratio = mem["activation_bytes"].as_f64().unwrap() / mem["largest_activation_bytes"].as_f64().unwrap();
     assert!(ratio <= 4.0, "activation memory is {ratio}x the largest activation");
+    // The default budget follows the machine: a power of two from 96 MiB to 1 GiB, no more than
+    // a sixteenth of the machine's memory unless it is the 96 MiB floor.
+    let budget = info["default_max_mem_bytes"].as_u64().unwrap();
+    assert!(
+        budget == 96 << 20 || (budget.is_power_of_two() && (128 << 20..=1 << 30).contains(&budget)),
+        "{budget}"
+    );
+    if let Some(machine) = info["machine_memory_bytes"].as_u64() {
+        assert!(budget == 96 << 20 || budget <= machine / 16, "{budget} of {machine}");
+    }
 
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("edsr.safetensors");

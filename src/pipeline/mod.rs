@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod cancel;
 pub mod chain;
+pub mod memory;
 pub mod shard;
 pub mod staged;
 pub mod tile;

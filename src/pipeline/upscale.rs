@@ -27,9 +27,12 @@ pub enum AlphaMode {
 }
 
 /// Working memory the automatic tile size aims to stay under (activations of one tile, or the
-/// windows of a streamed stripe). 96 MiB keeps a 1920x1080 x4 upscale to PNG with the default
-/// model under 256 MiB peak RSS (198 MB measured, 100 MB of it the output image) for boards with
-/// little memory; a larger budget only saves the side context of fewer, wider stripes or tiles.
+/// windows of a streamed stripe) by default, and the least that `superres` gives a machine
+/// ([`crate::pipeline::memory::auto_budget`]). 96 MiB keeps a 1920x1080 x4 upscale to PNG with
+/// the default model under 256 MiB peak RSS (198 MB measured, 100 MB of it the output image) for
+/// boards with little memory; a larger budget saves the side context of fewer, wider stripes or
+/// tiles and the fixed cost per layer call of short bands (16-30% of the time of the shipped
+/// models on two threads, see [`crate::pipeline::memory::MAX_AUTO_BUDGET`]).
 pub const DEFAULT_MAX_WORKING_BYTES: usize = 96 << 20;
 
 /// Most times the untiled multiply-accumulates that an image's schedule may cost before
@@ -51,13 +54,17 @@ pub struct UpscaleOptions {
     pub max_working_bytes: usize,
     /// Whether an image may run under a larger budget than `max_working_bytes` where exact
     /// tiles under it would cost more than [`MAX_RECOMPUTE`] times the untiled work: the
-    /// smallest power of two up to [`MAX_GROWN_BYTES`] that brings it within (see
+    /// smallest power of two up to `max_grown_bytes` that brings it within (see
     /// [`Upscaler::budget`]). A network with a very wide receptive field needs that much
     /// context around every tile: RRDBNet (Real-ESRGAN x4plus, 349 pixels) on a 1920x1080
     /// image under 96 MiB had no exact schedule but 16-pixel tiles that each computed 714x714
     /// pixels, 1,400 times the untiled work in 1.5 GiB; under 2 GiB it streams with 1.36x.
     /// Ignored when `tile` is set. `superres upscale` clears it when `--max-mem` is given.
     pub grow_budget: bool,
+    /// Largest budget [`UpscaleOptions::grow_budget`] grows to: [`MAX_GROWN_BYTES`], or
+    /// [`crate::pipeline::memory::growth_limit`] of the machine (`superres upscale`), so that a
+    /// small board recomputes context rather than running out of memory.
+    pub max_grown_bytes: usize,
     pub alpha: AlphaMode,
     /// Output bits per sample (8 or 16); `None` keeps the input's.
     pub depth: Option<u8>,
@@ -131,6 +138,7 @@ impl Default for UpscaleOptions {
             tile_pad: None,
             max_working_bytes: DEFAULT_MAX_WORKING_BYTES,
             grow_budget: true,
+            max_grown_bytes: MAX_GROWN_BYTES,
             alpha: AlphaMode::Bicubic,
             depth: None,
             tta: Ensemble::none(),
@@ -214,7 +222,7 @@ impl Upscaler {
     /// The memory budget an `h x w` image is scheduled under: `max_working_bytes`, or with
     /// [`UpscaleOptions::grow_budget`], where the schedule under it would cost more than
     /// [`MAX_RECOMPUTE`] times the untiled work, the smallest power of two up to
-    /// [`MAX_GROWN_BYTES`] whose schedule does not (`max_working_bytes` where none does).
+    /// [`UpscaleOptions::max_grown_bytes`] whose schedule does not (`max_working_bytes` where none does).
     pub fn budget(&self, h: usize, w: usize) -> usize {
         let base = self.opts.max_working_bytes;
         if !self.opts.grow_budget || self.opts.tile > 0 {
@@ -231,7 +239,7 @@ impl Upscaler {
         let mut grown = base;
         if !within(base) {
             let mut b = base.saturating_add(1).next_power_of_two();
-            while b <= MAX_GROWN_BYTES {
+            while b <= self.opts.max_grown_bytes {
                 if within(b) {
                     grown = b;
                     break;

@@ -36,8 +36,9 @@ pub struct BenchArgs {
     /// With --tiled: tile edge in input pixels (0: chosen from --max-mem).
     #[arg(short = 't', long, default_value_t = 0, value_name = "N", requires = "tiled")]
     pub tile: usize,
-    /// With --tiled: activation memory budget for the automatic tile size, in MiB (default 96,
-    /// raised where `upscale` raises it; a given value is held).
+    /// With --tiled: activation memory budget for the automatic tile size, in MiB (default: as
+    /// `upscale`'s, from the machine's memory, raised where `upscale` raises it; a given value
+    /// is held).
     #[arg(long, value_name = "MIB", requires = "tiled")]
     pub max_mem: Option<usize>,
     /// With --tiled: how the image is cut, as `upscale --two-stage`.
@@ -121,13 +122,12 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         use superres::pipeline::upscale::{UpscaleOptions, Upscaler};
         let net = model.build(level, a.model.scale)?;
         let gmac = net.graph().macs(h, w) as f64 / 1e9;
+        let mem = crate::memory_options(a.max_mem, 0);
         let opts = UpscaleOptions {
             tile: a.tile,
-            max_working_bytes: crate::max_mem_bytes(
-                a.max_mem,
-                superres::pipeline::upscale::DEFAULT_MAX_WORKING_BYTES >> 20,
-            ),
-            grow_budget: a.max_mem.is_none(),
+            max_working_bytes: mem.max_working_bytes,
+            grow_budget: mem.grow_budget,
+            max_grown_bytes: mem.max_grown_bytes,
             staging: a.two_stage,
             stream_band: a.band,
             ..UpscaleOptions::default()

@@ -58,8 +58,8 @@ pub struct EvalArgs {
     /// Worker threads (default: all available cores).
     #[arg(short = 'j', long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Activation memory budget for automatic tiling, in MiB (default 512, raised where `upscale`
-    /// raises its default; a given value is held).
+    /// Activation memory budget for automatic tiling, in MiB (default: `upscale`'s, at least
+    /// 512, raised where `upscale` raises its default; a given value is held).
     #[arg(long, value_name = "MIB")]
     pub max_mem: Option<usize>,
     /// Largest input image accepted, in pixels.
@@ -130,9 +130,11 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
             } else {
                 let model = a.model.open()?;
                 let net = model.build(cpu_level(), a.model.scale)?;
+                let mem = crate::memory_options(a.max_mem, 512);
                 let opts = UpscaleOptions {
-                    max_working_bytes: crate::max_mem_bytes(a.max_mem, 512),
-                    grow_budget: a.max_mem.is_none(),
+                    max_working_bytes: mem.max_working_bytes,
+                    grow_budget: mem.grow_budget,
+                    max_grown_bytes: mem.max_grown_bytes,
                     tta: tta.clone(),
                     ..UpscaleOptions::default()
                 };

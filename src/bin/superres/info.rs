@@ -135,11 +135,15 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
             "gmac": g.macs(h, w) as f64 / 1e9,
         }));
     }
+    let machine = superres::pipeline::memory::machine_limit();
+    let budget = superres::pipeline::memory::auto_budget(machine);
     let path = model.path().display().to_string();
     if a.json {
         let mut v = info_json(&info, &path);
         v["memory"] = serde_json::Value::Array(mem);
         v["cpu_level"] = serde_json::Value::String(level.to_string());
+        v["machine_memory_bytes"] = machine.map_or(serde_json::Value::Null, Into::into);
+        v["default_max_mem_bytes"] = budget.into();
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(ExitCode::SUCCESS);
     }
@@ -183,6 +187,17 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
         }
     }
     println!("cpu level:        {level}");
+    match machine {
+        Some(m) => println!(
+            "memory budget:    {} by default (machine limit {:.1} GiB; --max-mem sets it)",
+            mib(budget),
+            m as f64 / (1u64 << 30) as f64
+        ),
+        None => println!(
+            "memory budget:    {} by default (machine limit unknown; --max-mem sets it)",
+            mib(budget)
+        ),
+    }
     for (k, v) in &info.hyper_parameters {
         println!("  {k} = {v}");
     }

@@ -233,9 +233,34 @@ pub fn parse_staging(s: &str) -> std::result::Result<superres::pipeline::Staging
     }
 }
 
-/// Bytes of a `--max-mem` in MiB, `default_mib` where it was not given.
-pub fn max_mem_bytes(mib: Option<usize>, default_mib: usize) -> usize {
-    mib.unwrap_or(default_mib).saturating_mul(1 << 20)
+/// The memory options of a run from its `--max-mem` (MiB): a given value is held (no growth);
+/// without one, the machine's automatic budget ([`memory::auto_budget`]), at least `floor_mib`,
+/// which an image may outgrow up to a quarter of the machine ([`memory::growth_limit`]) where
+/// exact tiles would recompute too much.
+pub fn memory_options(mib: Option<usize>, floor_mib: usize) -> MemoryOptions {
+    use superres::pipeline::memory;
+    match mib {
+        Some(m) => MemoryOptions {
+            max_working_bytes: m.saturating_mul(1 << 20),
+            grow_budget: false,
+            max_grown_bytes: 0,
+        },
+        None => {
+            let limit = memory::machine_limit();
+            MemoryOptions {
+                max_working_bytes: memory::auto_budget(limit).max(floor_mib << 20),
+                grow_budget: true,
+                max_grown_bytes: memory::growth_limit(limit),
+            }
+        }
+    }
+}
+
+/// The memory fields of an `UpscaleOptions` (see [`memory_options`]).
+pub struct MemoryOptions {
+    pub max_working_bytes: usize,
+    pub grow_budget: bool,
+    pub max_grown_bytes: usize,
 }
 
 /// The CPU level, lowered by `SUPERRES_CPU`; a bad value is reported, not fatal.

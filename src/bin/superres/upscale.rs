@@ -38,10 +38,14 @@ pub struct UpscaleArgs {
     /// a number N: two stages with N-pixel tail tiles.
     #[arg(long, default_value = "auto", value_name = "auto|off|stream|N", value_parser = crate::parse_staging)]
     pub two_stage: superres::pipeline::Staging,
-    /// Activation memory budget for automatic tiling, in MiB. The default, 96, keeps a 1080p x4
-    /// run under 256 MiB in all, and is raised (with a note) for an image whose exact tiles under
-    /// it would cost more than twice the untiled compute (models with a very wide receptive
-    /// field, such as RRDBNet, on large images); a given value is held.
+    /// Activation memory budget for automatic tiling, in MiB. The default is a sixteenth of the
+    /// machine's memory (the smaller of its RAM and its cgroup limit) rounded down to a power of
+    /// two, from 96 (machines under 2 GiB: a 1080p x4 run in under 256 MiB) to 1024 (16 GiB
+    /// and up; `superres info` shows it); it is raised, with a note, up to a quarter of the
+    /// machine for an image whose exact tiles under it would cost more than twice the untiled
+    /// compute (models with a very wide receptive field, such as RRDBNet, on large images). A
+    /// given value is held, which also makes the tiles, and so the output, the same on every
+    /// machine.
     #[arg(long, value_name = "MIB")]
     pub max_mem: Option<usize>,
     /// Output bits per sample (default: same as the input).
@@ -108,14 +112,13 @@ pub fn run(a: UpscaleArgs) -> Result<ExitCode> {
         Sink::File(p) => Some(p.as_path()),
         Sink::Stdout => None,
     }))?;
+    let mem = crate::memory_options(a.max_mem, 0);
     let opts = UpscaleOptions {
         tile: a.tile,
         tile_pad: a.tile_pad,
-        max_working_bytes: crate::max_mem_bytes(
-            a.max_mem,
-            superres::pipeline::upscale::DEFAULT_MAX_WORKING_BYTES >> 20,
-        ),
-        grow_budget: a.max_mem.is_none(),
+        max_working_bytes: mem.max_working_bytes,
+        grow_budget: mem.grow_budget,
+        max_grown_bytes: mem.max_grown_bytes,
         alpha: if a.alpha == "model" { AlphaMode::Model } else { AlphaMode::Bicubic },
         depth: a.depth.as_deref().map(|d| d.parse().expect("validated by clap")),
         tta: a.tta.ensemble()?,

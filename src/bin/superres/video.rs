@@ -52,8 +52,8 @@ pub struct VideoArgs {
     /// Tile context for single-image models (default: the receptive field).
     #[arg(long)]
     pub tile_pad: Option<usize>,
-    /// Activation memory budget for automatic tiling, in MiB (default 512, raised where `upscale`
-    /// raises its default; a given value is held).
+    /// Activation memory budget for automatic tiling, in MiB (default: `upscale`'s, at least
+    /// 512, raised where `upscale` raises its default; a given value is held).
     #[arg(long, value_name = "MIB")]
     pub max_mem: Option<usize>,
     /// Worker threads (default: all available cores).
@@ -292,11 +292,13 @@ pub fn run(a: VideoArgs) -> Result<ExitCode> {
     let mut stream = if model.arch().is_video() {
         VideoStream::temporal_tta(model.build_video(level)?, edge, tta)
     } else {
+        let mem = crate::memory_options(a.max_mem, 512);
         let opts = UpscaleOptions {
             tile: a.tile,
             tile_pad: a.tile_pad,
-            max_working_bytes: crate::max_mem_bytes(a.max_mem, 512),
-            grow_budget: a.max_mem.is_none(),
+            max_working_bytes: mem.max_working_bytes,
+            grow_budget: mem.grow_budget,
+            max_grown_bytes: mem.max_grown_bytes,
             tta,
             ..UpscaleOptions::default()
         };
