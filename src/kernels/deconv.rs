@@ -10,12 +10,16 @@
 //!    activation. Gathering instead of scattering keeps rows independent (parallel without atomics)
 //!    and makes every output value's summation order independent of tiles and threads.
 //!
-//! With `k == stride` (the 2x2 stride-2 up-convolutions of U-Nets) each output pixel has exactly
-//! one contributing tap, so col2im is a pure reordering plus bias and activation.
+//! With `k == stride` and no padding (the 2x2 stride-2 up-convolutions of U-Nets) each output
+//! pixel has exactly one contributing tap, so there is nothing to sum: B is packed per tap and
+//! each tap's GEMM stores its bias-and-activation epilogue straight into the output pixels it
+//! covers (rows `k` pixels apart), with no column scratch. That made waifu2x CUNet's 64->64 and
+//! 128->128 up-convolutions at 640x360 about 3x faster (26-28 GFLOP/s on one thread with the
+//! scratch pass, which also took 238 MB there).
 
-use super::gemm::{run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr};
+use super::gemm::{pad_channels, run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr};
 use crate::cpu::CpuLevel;
-use crate::tensor::{Layout, Tensor};
+use crate::tensor::{AlignedVec, Layout, Tensor};
 use rayon::prelude::*;
 
 /// Hyper-parameters of a transposed convolution (square kernel, stride and padding, no output
@@ -51,9 +55,19 @@ impl DeconvSpec {
         (h * w) as u64 * self.cin as u64 * self.n() as u64
     }
 
-    /// Floats of column scratch for an `h x w` input.
+    /// Whether every output pixel has exactly one contributing tap (`k == stride`, no padding),
+    /// so that the taps' GEMMs write the output directly (see the module docs).
+    pub fn one_tap(&self) -> bool {
+        self.k == self.stride && self.pad == 0
+    }
+
+    /// Floats of column scratch for an `h x w` input (none where [`DeconvSpec::one_tap`]).
     pub fn scratch_len(&self, h: usize, w: usize) -> usize {
-        h * w * self.n()
+        if self.one_tap() {
+            0
+        } else {
+            h * w * self.n()
+        }
     }
 }
 
@@ -63,8 +77,12 @@ pub struct Deconv2d {
     spec: DeconvSpec,
     level: CpuLevel,
     act: Activation,
-    b: PackedB,
+    /// B of the GEMM: one of `k·k·cout` columns (col2im), or where [`DeconvSpec::one_tap`] one
+    /// per tap (`ky·k + kx`) of `cout` columns.
+    b: Vec<PackedB>,
     bias: Vec<f32>,
+    /// `bias` padded to the packed width, for the per-tap GEMMs' epilogue.
+    tap_bias: AlignedVec,
 }
 
 impl Deconv2d {
@@ -80,11 +98,17 @@ impl Deconv2d {
         let DeconvSpec { cin, cout, k, .. } = spec;
         assert_eq!(weight.len(), cin * cout * k * k, "transposed conv weight size");
         assert!(act != Activation::PRelu, "PReLU after a transposed conv is not supported");
-        let b = PackedB::pack(level, cin, spec.n(), |ci, n| {
-            let co = n % cout;
-            let tap = n / cout;
-            weight[(ci * cout + co) * k * k + tap]
-        });
+        let b: Vec<PackedB> = if spec.one_tap() {
+            (0..k * k)
+                .map(|tap| PackedB::pack(level, cin, cout, |ci, co| weight[(ci * cout + co) * k * k + tap]))
+                .collect()
+        } else {
+            vec![PackedB::pack(level, cin, spec.n(), |ci, n| {
+                let co = n % cout;
+                let tap = n / cout;
+                weight[(ci * cout + co) * k * k + tap]
+            })]
+        };
         let bias = match bias {
             Some(v) => {
                 assert_eq!(v.len(), cout);
@@ -92,13 +116,21 @@ impl Deconv2d {
             }
             None => vec![0.0; cout],
         };
-        Deconv2d { spec, level, act, b, bias }
+        let tap_bias = pad_channels(&bias, &b[0]);
+        Deconv2d { spec, level, act, b, bias, tap_bias }
     }
 
     /// Geometry only, for graphs that are planned but never run.
     pub fn shape_only(spec: DeconvSpec, act: Activation) -> Self {
-        let b = PackedB::pack(CpuLevel::Portable, 0, 0, |_, _| 0.0);
-        Deconv2d { spec, level: CpuLevel::Portable, act, b, bias: Vec::new() }
+        let b = vec![PackedB::pack(CpuLevel::Portable, 0, 0, |_, _| 0.0)];
+        Deconv2d {
+            spec,
+            level: CpuLevel::Portable,
+            act,
+            b,
+            bias: Vec::new(),
+            tap_bias: AlignedVec::new_empty(),
+        }
     }
 
     pub fn spec(&self) -> &DeconvSpec {
@@ -111,7 +143,7 @@ impl Deconv2d {
 
     /// Bytes of packed weights.
     pub fn bytes(&self) -> usize {
-        self.b.bytes()
+        self.b.iter().map(PackedB::bytes).sum()
     }
 
     /// Run over raw buffers; `cols` is scratch of at least `spec.scratch_len(xl.h, xl.w)` floats.
@@ -129,16 +161,47 @@ impl Deconv2d {
         cols: *mut f32,
     ) {
         let s = &self.spec;
-        assert_eq!(self.b.k(), s.cin, "a shape-only transposed convolution cannot be run");
+        assert!(
+            self.b.len() == if s.one_tap() { s.k * s.k } else { 1 } && self.b[0].k() == s.cin,
+            "a shape-only transposed convolution cannot be run"
+        );
         assert_eq!(xl.c, s.cin);
         assert_eq!(yl.c, s.cout);
         assert_eq!(s.out_size(xl.h, xl.w), Some((yl.h, yl.w)), "transposed conv output size");
-        let n = s.n();
         let kl = KLayout::dense(s.cin);
-        let ops = Ops::new(&self.b, &kl, &Epilogue::NONE);
-        let (xp, cp) = (SendPtr(x as *mut f32), SendPtr(cols));
         let level = self.level;
-        let panels = self.b.panels();
+        if s.one_tap() {
+            let ep =
+                Epilogue { bias: Some(self.tap_bias.as_slice()), act: self.act, prelu: None, res_scale: 1.0 };
+            let ops: Vec<Ops> = self.b.iter().map(|b| Ops::new(b, &kl, &ep)).collect();
+            let (xp, yp) = (SendPtr(x as *mut f32), SendPtr(y));
+            let k = s.k;
+            (0..xl.h).into_par_iter().for_each(|iy| {
+                let (xp, yp) = (xp, yp);
+                for (tap, o) in ops.iter().enumerate() {
+                    let (oy, ox) = (iy * k + tap / k, tap % k);
+                    // Input pixel ix covers output pixel (oy, ix·k + ox): its row of the tap's
+                    // GEMM is stored there, so C's rows lie k output pixels apart.
+                    let line = Line {
+                        m: xl.w,
+                        a: xp.0.offset(xl.offset(iy as isize, 0)),
+                        a_rs: xl.cs as isize,
+                        c: yp.0.offset(yl.offset(oy as isize, ox as isize)),
+                        c_rs: (k * yl.cs) as isize,
+                        res: std::ptr::null(),
+                        res_rs: 0,
+                        res2: std::ptr::null(),
+                        res2_rs: 0,
+                    };
+                    run_line(level, &line, o, 0..o.b.panels());
+                }
+            });
+            return;
+        }
+        let n = s.n();
+        let ops = Ops::new(&self.b[0], &kl, &Epilogue::NONE);
+        let (xp, cp) = (SendPtr(x as *mut f32), SendPtr(cols));
+        let panels = self.b[0].panels();
         let w = xl.w;
         (0..xl.h).into_par_iter().for_each(|iy| {
             let (xp, cp) = (xp, cp);
@@ -295,10 +358,10 @@ mod tests {
         let bias = rand_vec(spec.cout, 3);
         let mut want = reference(&x, h, w, &spec, &wt, Some(&bias));
         for v in &mut want {
-            if let Activation::LeakyRelu(s) = act {
-                if *v < 0.0 {
-                    *v *= s;
-                }
+            match act {
+                Activation::LeakyRelu(s) if *v < 0.0 => *v *= s,
+                Activation::Relu => *v = v.max(0.0),
+                _ => {}
             }
         }
         for level in CpuLevel::supported() {
@@ -353,6 +416,15 @@ mod tests {
                 w,
                 Activation::LeakyRelu(0.1),
                 false,
+            );
+            // The same through channel views, and a width of whole GEMM panels (CUNet's 64->64).
+            check(DeconvSpec { cin: 16, cout: 19, k: 2, stride: 2, pad: 0 }, h, w, Activation::Relu, true);
+            check(
+                DeconvSpec { cin: 64, cout: 64, k: 2, stride: 2, pad: 0 },
+                h,
+                w,
+                Activation::LeakyRelu(0.1),
+                true,
             );
             check(DeconvSpec { cin: 5, cout: 4, k: 3, stride: 1, pad: 1 }, h, w, Activation::None, true);
             check(
