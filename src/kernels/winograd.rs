@@ -307,6 +307,10 @@ impl WinogradConv {
         let (v_len, m_len) = ((nn * self.cin + TILE_GAP) * tb, (nn * self.cout_pad + TILE_GAP) * tb);
         // 5x5 layers run in functions of their own, so that the 3x3 ones compile as before.
         let k5 = self.tile == WinogradTile::F4K5;
+        // The n² GEMMs' operands, made once per layer rather than once per block.
+        let kl = KLayout::dense(self.cin);
+        let ops: Vec<Ops> = self.u.iter().map(|u| Ops::new(u, &kl, &Epilogue::NONE)).collect();
+        let ops = &ops[..];
         (0..th * blocks_per_row).into_par_iter().for_each(|job| {
             SCRATCH.with_borrow_mut(|(v, m)| {
                 // Per-thread buffers kept between layers: rayon splits the jobs into many
@@ -321,8 +325,22 @@ impl WinogradConv {
                 let ty = job / blocks_per_row;
                 let tx0 = (job % blocks_per_row) * tb;
                 let n = tb.min(tw - tx0);
-                let blk =
-                    Block { ty, tx0, n, xl, yl, act, rl, scale, r: rp.0, rl2, scale2, r2: rp2.0, shuffle };
+                let blk = Block {
+                    ty,
+                    tx0,
+                    n,
+                    xl,
+                    yl,
+                    act,
+                    rl,
+                    scale,
+                    r: rp.0,
+                    rl2,
+                    scale2,
+                    r2: rp2.0,
+                    shuffle,
+                    ops,
+                };
                 match self.level {
                     #[cfg(target_arch = "x86_64")]
                     CpuLevel::Avx512 if k5 => block_avx512::<5>(self, &blk, xp.0, yp.0, v, m),
@@ -355,7 +373,7 @@ thread_local! {
 }
 
 /// A run of `n` tiles in tile row `ty` starting at tile column `tx0`.
-struct Block {
+struct Block<'a> {
     ty: usize,
     tx0: usize,
     n: usize,
@@ -370,6 +388,8 @@ struct Block {
     scale2: f32,
     /// Pixel-shuffle factor of the output (1: none).
     shuffle: usize,
+    /// The GEMM of each of the n² points.
+    ops: &'a [Ops<'a>],
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -640,9 +660,7 @@ unsafe fn block_m<S: Simd, const M: usize, const R: usize>(
         }
     }
     // n² GEMMs: M[t][ξ][co] = V[t][ξ][:] · U[ξ] (rows `mts` apart).
-    let kl = KLayout::dense(cin);
-    for (xi, u) in w.u.iter().enumerate() {
-        let ops = Ops::new(u, &kl, &Epilogue::NONE);
+    for (xi, ops) in b.ops.iter().enumerate() {
         let line = Line {
             m: nt,
             a: vb.add(xi * cin),
@@ -654,7 +672,7 @@ unsafe fn block_m<S: Simd, const M: usize, const R: usize>(
             res2: std::ptr::null(),
             res2_rs: 0,
         };
-        run_line(w.level, &line, &ops, 0..u.panels());
+        run_line(w.level, &line, ops, 0..ops.b.panels());
     }
     // Output transform, epilogue, store.
     let slope = match b.act {
