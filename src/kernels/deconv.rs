@@ -13,9 +13,9 @@
 //! With `k == stride` and no padding (the 2x2 stride-2 up-convolutions of U-Nets) each output
 //! pixel has exactly one contributing tap, so there is nothing to sum: B is packed per tap and
 //! each tap's GEMM stores its bias-and-activation epilogue straight into the output pixels it
-//! covers (rows `k` pixels apart), with no column scratch. That made waifu2x CUNet's 64->64 and
-//! 128->128 up-convolutions at 640x360 about 3x faster (26-28 GFLOP/s on one thread with the
-//! scratch pass, which also took 238 MB there).
+//! covers (rows `k` pixels apart), with no column scratch. That took waifu2x CUNet's 64->64 and
+//! 128->128 up-convolutions at 640x360 from 26-28 to 51-62 GFLOP/s on one thread (the scratch
+//! pass also took 238 MB there).
 
 use super::gemm::{pad_channels, run_line, Activation, Epilogue, KLayout, Line, Ops, PackedB, SendPtr};
 use crate::cpu::CpuLevel;
