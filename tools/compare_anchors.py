@@ -37,11 +37,26 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("SUPERRES_BIN", os.path.join(REPO, "target", "release", "superres"))
 
 
+def deform_fp32(x, offset, weight, bias, stride, padding, mask=None):
+    """torchvision's deform_conv2d in fp32 even under bf16 autocast (it has no bf16 CPU kernel;
+    PERF.md's bf16 anchors keep the deformable layers in fp32 the same way)."""
+    with torch.autocast("cpu", enabled=False):
+        f = (lambda t: None if t is None else t.float())
+        return torchvision.ops.deform_conv2d(f(x), f(offset), f(weight), f(bias), stride, padding, 1, f(mask))
+
+
 class FastOffset2d(vsrref.ConvOffset2d):
     """TDAN's DCNv1 layer through torchvision, for timing only."""
 
     def forward(self, x, offset):
-        return torchvision.ops.deform_conv2d(x, offset, self.weight, None, self.stride, self.padding)
+        return deform_fp32(x, offset, self.weight, None, self.stride, self.padding)
+
+
+def dcnv2_forward(self, x, feat):
+    """vsrref.DCNv2Pack.forward with the deformable sum in fp32 under autocast."""
+    out = self.conv_offset(feat)
+    o1, o2, mask = torch.chunk(out, 3, dim=1)
+    return deform_fp32(x, torch.cat((o1, o2), dim=1), self.weight, self.bias, 1, self.padding, torch.sigmoid(mask))
 
 
 def build(name):
@@ -53,6 +68,7 @@ def build(name):
         m = srref.RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=4)
         return m, {"params_ema": m.state_dict()}, (1, 3, 180, 320)
     if name == "edvr_m":
+        vsrref.DCNv2Pack.forward = dcnv2_forward
         m = vsrref.EDVR(num_feat=64, num_frame=5, deformable_groups=8, num_extract_block=5, num_reconstruct_block=10)
         return m, {"params": m.state_dict()}, (1, 5, 3, 180, 320)
     if name == "tdan":
@@ -112,7 +128,10 @@ def anchors(model, shape, threads, reps, warmup, tmp, name, only):
         res["torch_channels_last"] = timeit(torch_run(mcl, x.contiguous(memory_format=torch.channels_last)), reps, warmup)
         model = model.to(memory_format=torch.contiguous_format)
     if has_bf16() and "torch_bf16" in only:
-        res["torch_bf16"] = timeit(torch_run(model, x, bf16=True), reps, warmup)
+        try:
+            res["torch_bf16"] = timeit(torch_run(model, x, bf16=True), reps, warmup)
+        except Exception as e:  # noqa: BLE001
+            print(f"  torch bf16 failed: {repr(e)[:200]}", file=sys.stderr)
     if not {"onnxruntime", "openvino"} & set(only):
         return res
     onnx_path = os.path.join(tmp, f"{name}.onnx")
