@@ -388,8 +388,7 @@ unsafe fn fill_chunk_simd<S: Simd>(
         for j in 0..n {
             let o = off.offset(ol.offset(oy as isize, (x0 + j) as isize));
             if j + OFFSET_PREFETCH < n {
-                prefetch_floats(
-                    s,
+                s.prefetch_floats(
                     off.offset(ol.offset(oy as isize, (x0 + j + OFFSET_PREFETCH) as isize)),
                     3 * gk,
                 );
@@ -403,7 +402,7 @@ unsafe fn fill_chunk_simd<S: Simd>(
         let o = off.offset(ol.offset(oy as isize, ox as isize));
         if !d.modulated && j + OFFSET_PREFETCH < n {
             // The mask loop above has fetched a modulated layer's offsets already.
-            prefetch_floats(s, off.offset(ol.offset(oy as isize, (ox + OFFSET_PREFETCH) as isize)), 2 * gk);
+            s.prefetch_floats(off.offset(ol.offset(oy as isize, (ox + OFFSET_PREFETCH) as isize)), 2 * gk);
         }
         let row = col.add(j * k);
         let mask = if d.modulated { j * gk } else { 0 };
@@ -432,17 +431,6 @@ unsafe fn fill_chunk_simd<S: Simd>(
 /// Pixels ahead whose offset record [`fill_chunk_simd`] prefetches (in the mask loop of a
 /// modulated layer, else in the blend loop).
 const OFFSET_PREFETCH: usize = 4;
-
-/// Prefetch the cache lines of `n > 0` floats from `p`.
-#[inline(always)]
-fn prefetch_floats<S: Simd>(s: S, p: *const f32, n: usize) {
-    let mut c = 0;
-    while c < n {
-        s.prefetch(p.wrapping_add(c));
-        c += 16;
-    }
-    s.prefetch(p.wrapping_add(n - 1));
-}
 
 /// What the channel blends of one output pixel read: the planned samples in `sc`, the input
 /// (interior origin `x`, strides `cs`/`rs`), the pixel's offsets `o` and its im2col `row`.

@@ -224,6 +224,15 @@ unsafe fn item_co<S: Simd, const CO: usize, const P: usize>(
                 let ox = it.ox0 + j + p.min(n - 1);
                 x.offset(xl.offset(oy as isize - pad, ox as isize - pad))
             });
+            // The input columns that the next pass reads first, one pass ahead: without this the
+            // first load of each new column waited on L2 or memory.
+            for ky in 0..c.kh {
+                let row = x.wrapping_offset(xl.offset(oy as isize - pad + ky as isize, 0));
+                for q in 0..P {
+                    let col = (it.ox0 + j + P + kw - 1 + q) as isize - pad;
+                    s.prefetch_floats(row.wrapping_offset(col * cs as isize), cin);
+                }
+            }
             let mut acc = [[zero; P]; CO];
             for t in 0..taps {
                 let (ky, kx) = (t / kw, t % kw);

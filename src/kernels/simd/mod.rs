@@ -57,6 +57,16 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     fn prefetch(self, p: *const f32) {
         let _ = p;
     }
+    /// Prefetch the cache lines of `n > 0` floats from `p` (any address, as [`Simd::prefetch`]).
+    #[inline(always)]
+    fn prefetch_floats(self, p: *const f32, n: usize) {
+        let mut c = 0;
+        while c < n {
+            self.prefetch(p.wrapping_add(c));
+            c += 16;
+        }
+        self.prefetch(p.wrapping_add(n - 1));
+    }
     /// Transpose a `LANES`x`LANES` block: row `r` (`LANES` floats at `src + r·ss`) becomes
     /// column `r` of the rows at `dst + c·ds`. Pure data movement. This default is the scalar
     /// reference; levels with shuffles override it.
